@@ -1,0 +1,170 @@
+//! Sortie's coordinator.
+//!
+//! It serves the gosd REST API so existing gosd clients and plain `curl` work unchanged, keeps
+//! its state on disk (sled plus blob files), and relays work to devices.
+//!
+//! # Layout
+//! - [`run`]: the server, `run(config, shutdown)`; [`main.rs`](../src/sortie_coordinator/main.rs.html)
+//!   only parses the command line, sets up logging and signals, and calls it.
+//! - [`config`]: the typed configuration (defaults → file → env → flags → validate).
+//! - [`cli`]: the command line; [`admin`]: the admin subcommands.
+//! - [`api`]: the HTTP surface (axum), one module per resource.
+//! - [`store`]: everything on disk, behind one boundary.
+//! - [`auth`]: argon2id passwords, hashed tokens.
+//! - [`model`]: the records the store keeps and the API shows.
+//! - [`demo`]: the demo fleet of `serve --demo`.
+
+pub mod admin;
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod model;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{ApiConfig, AppState};
+use crate::config::Config;
+use crate::store::{Store, StoreError};
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The store could not be opened or failed.
+    #[error("store in {dir}: {source}")]
+    Store {
+        /// The data dir.
+        dir: std::path::PathBuf,
+        /// What failed.
+        source: StoreError,
+    },
+    /// The listen address could not be bound, or serving failed.
+    #[error("HTTP listener on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// What failed.
+        source: std::io::Error,
+    },
+}
+
+/// Opens the store, prepares it (sweeps leftovers, seeds the demo), and serves until `shutdown`
+/// is cancelled; then drains requests for up to `shutdown_grace_secs` and flushes the store.
+///
+/// Prints `listening on http://ADDR` to standard output once the socket is bound (with the
+/// real port when `listen` asked for port 0), so scripts and tests know where to connect.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), ServeError> {
+    let store_error = |source| ServeError::Store {
+        dir: config.data_dir.clone(),
+        source,
+    };
+    let store = Store::open(&config.data_dir).map_err(store_error)?;
+    prepare_store(&store).map_err(store_error)?;
+    let demo = if config.demo {
+        Some(demo::seed(&store).map_err(store_error)?)
+    } else {
+        None
+    };
+    store.flush().await.map_err(store_error)?;
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| ServeError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    let state = AppState {
+        store: store.clone(),
+        config: Arc::new(ApiConfig {
+            base_path: config.base_path.clone(),
+            max_upload_bytes: config.max_upload_bytes,
+            token_ttl_secs: config.token_ttl_secs,
+            refresh_token_ttl_secs: config.refresh_token_ttl_secs,
+        }),
+    };
+    let app = api::router(state);
+    tracing::info!(addr = %local, base_path = %config.base_path, data_dir = %config.data_dir.display(), "listening");
+    println!("listening on http://{local}{}", config.base_path);
+    if let Some(fleet) = &demo {
+        let host = if local.ip().is_unspecified() {
+            format!("localhost:{}", local.port())
+        } else {
+            local.to_string()
+        };
+        println!(
+            "{}",
+            demo::walkthrough(&format!("http://{host}{}", config.base_path), fleet)
+        );
+    }
+
+    let tasks = tokio_util::task::TaskTracker::new();
+    tasks.spawn(purge_expired_tokens(store.clone(), shutdown.clone()));
+    tasks.close();
+
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    let result = tokio::select! {
+        result = server => result,
+        () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(grace_secs = grace.as_secs(), "requests still in flight after the grace period; stopping anyway");
+            Ok(())
+        }
+    };
+    tasks.wait().await;
+    store.flush().await.map_err(store_error)?;
+    tracing::info!("stopped");
+    result.map_err(|source| ServeError::Listen {
+        addr: local,
+        source,
+    })
+}
+
+/// Clears what an interrupted earlier run may have left: blob files no record names, jobs of
+/// deleted plans, expired tokens.
+fn prepare_store(store: &Store) -> Result<(), StoreError> {
+    let files = store.sweep_orphan_blob_files()?;
+    let jobs = store.remove_orphan_jobs()?;
+    let tokens = store.purge_expired_tokens(chrono::Utc::now().timestamp())?;
+    if files + jobs + tokens > 0 {
+        tracing::info!(
+            orphan_blob_files = files,
+            orphan_jobs = jobs,
+            expired_tokens = tokens,
+            "cleaned up the store"
+        );
+    }
+    Ok(())
+}
+
+/// Drops expired tokens once an hour so the token tree does not grow without bound.
+async fn purge_expired_tokens(store: Store, shutdown: CancellationToken) {
+    let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
+    every_hour.tick().await;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = every_hour.tick() => {}
+        }
+        let store = store.clone();
+        let purged = tokio::task::spawn_blocking(move || {
+            store.purge_expired_tokens(chrono::Utc::now().timestamp())
+        })
+        .await;
+        match purged {
+            Ok(Ok(n)) if n > 0 => tracing::info!(purged = n, "expired tokens removed"),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "purging expired tokens"),
+            Err(e) => tracing::warn!(error = %e, "token purge task failed"),
+        }
+    }
+}
