@@ -60,12 +60,20 @@ pub fn user(config: &Config, command: UserCommand) -> anyhow::Result<()> {
             }
             let user = store.create_user(&name, hash_password(&password), admin)?;
             store.flush_blocking()?;
-            println!("user {} created (id {}{})", user.username, user.id, if admin { ", admin" } else { "" });
+            println!(
+                "user {} created (id {}{})",
+                user.username,
+                user.id,
+                if admin { ", admin" } else { "" }
+            );
         }
         UserCommand::Ls => {
             println!("{:>5}  {:<24} {:<6} CREATED", "ID", "NAME", "ADMIN");
             for user in store.list_users()? {
-                println!("{:>5}  {:<24} {:<6} {}", user.id, user.username, user.admin, user.created_at);
+                println!(
+                    "{:>5}  {:<24} {:<6} {}",
+                    user.id, user.username, user.admin, user.created_at
+                );
             }
         }
     }
@@ -130,7 +138,11 @@ pub fn node(config: &Config, command: NodeCommand) -> anyhow::Result<()> {
         }
         NodeCommand::Ls => {
             let mut out = std::io::stdout().lock();
-            writeln!(out, "{:>5}  {:<24} {:<6} {:<8} POINTS", "ID", "NAME", "TYPE", "STATUS")?;
+            writeln!(
+                out,
+                "{:>5}  {:<24} {:<6} {:<8} POINTS",
+                "ID", "NAME", "TYPE", "STATUS"
+            )?;
             for node in store.list_nodes()? {
                 let points: Vec<String> = node
                     .points

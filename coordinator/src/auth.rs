@@ -144,7 +144,10 @@ mod tests {
         assert_eq!(parse_authorization("Bearer abc"), Ok("abc"));
         assert_eq!(parse_authorization("token abc"), Ok("abc"));
         assert_eq!(parse_authorization("abc"), Err(AuthFailure::Malformed));
-        assert_eq!(parse_authorization("Basic abc"), Err(AuthFailure::Malformed));
+        assert_eq!(
+            parse_authorization("Basic abc"),
+            Err(AuthFailure::Malformed)
+        );
         assert_eq!(parse_authorization("Bearer "), Err(AuthFailure::Malformed));
     }
 
@@ -155,12 +158,21 @@ mod tests {
         let user = store.create_user("u", hash_password("pw"), false).unwrap();
         let live = issue_token(&store, user.id, TokenKind::Access, None, 60).unwrap();
         assert_eq!(live.token.len(), 64);
-        assert_eq!(authenticate(&store, &live.token).unwrap().unwrap().id, user.id);
+        assert_eq!(
+            authenticate(&store, &live.token).unwrap().unwrap().id,
+            user.id
+        );
         // The raw token is not a key in the store.
         assert!(store.token(&[0; 32]).unwrap().is_none());
         let dead = issue_token(&store, user.id, TokenKind::Access, None, 0).unwrap();
-        assert_eq!(authenticate(&store, &dead.token).unwrap(), Err(AuthFailure::Expired));
+        assert_eq!(
+            authenticate(&store, &dead.token).unwrap().unwrap_err(),
+            AuthFailure::Expired
+        );
         let refresh = issue_token(&store, user.id, TokenKind::Refresh, None, 60).unwrap();
-        assert_eq!(authenticate(&store, &refresh.token).unwrap(), Err(AuthFailure::Unknown));
+        assert_eq!(
+            authenticate(&store, &refresh.token).unwrap().unwrap_err(),
+            AuthFailure::Unknown
+        );
     }
 }

@@ -141,7 +141,9 @@ fn parse_point(text: &str) -> Result<(String, String), String> {
         Some((kind, name)) if !kind.is_empty() && !name.is_empty() => {
             Ok((kind.to_owned(), name.to_owned()))
         }
-        _ => Err(format!("{text:?} is not TYPE:NAME, e.g. livestream_flv:camera")),
+        _ => Err(format!(
+            "{text:?} is not TYPE:NAME, e.g. livestream_flv:camera"
+        )),
     }
 }
 
@@ -193,7 +195,9 @@ mod tests {
             "--base-path",
             "/x",
         ]);
-        let Some(Command::Serve(args)) = &cli.command else { panic!("not serve") };
+        let Some(Command::Serve(args)) = &cli.command else {
+            panic!("not serve")
+        };
         let config = cli.config(args).unwrap();
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.base_path, "/x");
@@ -203,7 +207,10 @@ mod tests {
 
     #[test]
     fn points_parse_as_type_and_name() {
-        assert_eq!(parse_point("livestream_flv:camera").unwrap(), ("livestream_flv".into(), "camera".into()));
+        assert_eq!(
+            parse_point("livestream_flv:camera").unwrap(),
+            ("livestream_flv".into(), "camera".into())
+        );
         assert!(parse_point("camera").is_err());
     }
 }

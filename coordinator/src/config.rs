@@ -177,7 +177,8 @@ mod tests {
 
     #[test]
     fn file_overrides_defaults_and_rejects_unknown_keys() {
-        let config: Config = toml::from_str("listen = \"127.0.0.1:9000\"\nmax_upload_bytes = \"2MiB\"").unwrap();
+        let config: Config =
+            toml::from_str("listen = \"127.0.0.1:9000\"\nmax_upload_bytes = \"2MiB\"").unwrap();
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.max_upload_bytes, 2 << 20);
         assert_eq!(config.base_path, "/gosd");
@@ -192,10 +193,16 @@ mod tests {
 
     #[test]
     fn base_path_is_normalized_and_checked() {
-        let mut config = Config { base_path: "/gosd/".into(), ..Config::default() };
+        let mut config = Config {
+            base_path: "/gosd/".into(),
+            ..Config::default()
+        };
         config.validate().unwrap();
         assert_eq!(config.base_path, "/gosd");
-        let mut bad = Config { base_path: "gosd".into(), ..Config::default() };
+        let mut bad = Config {
+            base_path: "gosd".into(),
+            ..Config::default()
+        };
         assert!(bad.validate().is_err());
     }
 }

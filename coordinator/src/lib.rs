@@ -111,7 +111,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     tasks.spawn(purge_expired_tokens(store.clone(), shutdown.clone()));
     tasks.close();
 
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let result = tokio::select! {
         result = server => result,

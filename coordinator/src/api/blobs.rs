@@ -41,7 +41,10 @@ pub(super) async fn read_upload(state: &AppState, request: Request) -> ApiResult
 
 /// Stores each staged file of `form` as a blob; returns field → blob id. If one fails, the
 /// blobs already stored for this request are removed again.
-pub(super) fn store_files(state: &AppState, form_files: Vec<super::body::UploadedFile>) -> ApiResult<BTreeMap<String, String>> {
+pub(super) fn store_files(
+    state: &AppState,
+    form_files: Vec<super::body::UploadedFile>,
+) -> ApiResult<BTreeMap<String, String>> {
     let mut stored: Vec<(String, Blob)> = Vec::new();
     for file in form_files {
         if stored.iter().any(|(field, _)| *field == file.field) {
@@ -153,16 +156,38 @@ pub async fn download_blob(
 }
 
 fn header_value(text: &str) -> HeaderValue {
-    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"))
+    HeaderValue::from_str(text)
+        .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"))
 }
+
+/// Bytes that RFC 5987's `attr-char` does not allow, and so are percent-encoded.
+const RFC5987_ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
 
 /// `attachment; filename="<ascii>"; filename*=UTF-8''<percent-encoded>` (RFC 6266).
 fn content_disposition(filename: &str) -> String {
     let ascii: String = filename
         .chars()
-        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
-    let encoded = percent_encoding::utf8_percent_encode(filename, percent_encoding::NON_ALPHANUMERIC);
+    let encoded = percent_encoding::utf8_percent_encode(filename, RFC5987_ESCAPED);
     format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 
@@ -192,7 +217,9 @@ pub async fn replace_blob(
         .into_iter()
         .next()
         .map(|f| f.content)
-        .ok_or_else(|| ApiError::bad_request("no file part: send the new content as a multipart file field"))?;
+        .ok_or_else(|| {
+            ApiError::bad_request("no file part: send the new content as a multipart file field")
+        })?;
     let blob = state.store.replace_blob(id, content)?;
     state.store.flush().await?;
     tracing::info!(blob_id = id, by = %user.username, "blob replaced");

@@ -124,7 +124,9 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound { what, id } => ApiError::not_found(format!("{what} {id} not found")),
+            StoreError::NotFound { what, id } => {
+                ApiError::not_found(format!("{what} {id} not found"))
+            }
             StoreError::Conflict(message) => ApiError::conflict(message),
             StoreError::Invalid { field, message } => ApiError::invalid_field(&field, message),
             other => ApiError::internal(other),

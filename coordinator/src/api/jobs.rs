@@ -112,7 +112,13 @@ async fn create(
         .create_job(plan_id, &inputs, only_if_idle)
         .inspect_err(|_| discard_blobs(state, new_blobs))?;
     state.store.flush().await?;
-    tracing::info!(plan_id, job_id = job.job_id, id = job.id, by = user, "job created");
+    tracing::info!(
+        plan_id,
+        job_id = job.job_id,
+        id = job.id,
+        by = user,
+        "job created"
+    );
     Ok(created(job))
 }
 

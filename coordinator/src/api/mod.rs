@@ -120,16 +120,16 @@ pub fn router(state: AppState) -> Router {
     let (api, openapi) = api_routes().split_for_parts();
     let openapi_json: Arc<str> = {
         let mut doc = openapi;
-        doc.servers = Some(vec![utoipa::openapi::Server::new(if state
-            .config
-            .base_path
-            .is_empty()
-        {
-            "/"
-        } else {
-            &state.config.base_path
-        })]);
-        doc.to_json().expect("the OpenAPI document serializes").into()
+        doc.servers = Some(vec![utoipa::openapi::Server::new(
+            if state.config.base_path.is_empty() {
+                "/"
+            } else {
+                &state.config.base_path
+            },
+        )]);
+        doc.to_json()
+            .expect("the OpenAPI document serializes")
+            .into()
     };
     let body_limit = state.config.max_upload_bytes + body::MULTIPART_SLACK;
     let api = api
@@ -137,7 +137,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/openapi.json",
             get(move || async move {
-                ([(header::CONTENT_TYPE, "application/json")], openapi_json.to_string())
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    openapi_json.to_string(),
+                )
             }),
         )
         .fallback(not_found)
@@ -188,7 +191,11 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(oauth::token))
         .routes(routes!(misc::current_user))
         .routes(routes!(nodes::list_nodes, nodes::create_node))
-        .routes(routes!(nodes::get_node, nodes::update_node, nodes::delete_node))
+        .routes(routes!(
+            nodes::get_node,
+            nodes::update_node,
+            nodes::delete_node
+        ))
         .routes(routes!(blobs::upload_blobs))
         .routes(routes!(
             blobs::download_blob,
@@ -203,11 +210,19 @@ fn api_routes() -> OpenApiRouter<AppState> {
             blobs::delete_blob_v1
         ))
         .routes(routes!(plans::list_plans, plans::create_plan))
-        .routes(routes!(plans::get_plan, plans::update_plan, plans::delete_plan))
+        .routes(routes!(
+            plans::get_plan,
+            plans::update_plan,
+            plans::delete_plan
+        ))
         .routes(routes!(jobs::list_jobs, jobs::create_job))
         .routes(routes!(jobs::get_job))
         .routes(routes!(jobs::cancel_job))
-        .routes(routes!(jobs::get_running, jobs::start_running, jobs::cancel_running))
+        .routes(routes!(
+            jobs::get_running,
+            jobs::start_running,
+            jobs::cancel_running
+        ))
         .routes(routes!(jobs::list_plan_logs_v1))
         .routes(routes!(jobs::list_plan_logs_alias_v1))
 }
@@ -217,16 +232,25 @@ fn trailing_slash_aliases() -> Router<AppState> {
     use axum::routing::{get, post};
     Router::new()
         .route("/api/v1/user", get(misc::current_user))
-        .route("/api/v1/nodes", get(nodes::list_nodes).post(nodes::create_node))
+        .route(
+            "/api/v1/nodes",
+            get(nodes::list_nodes).post(nodes::create_node),
+        )
         .route("/api/v2/blobs", post(blobs::upload_blobs))
         .route("/api/v1/blobs", post(blobs::upload_blobs_v1))
-        .route("/api/v2/plans", get(plans::list_plans).post(plans::create_plan))
+        .route(
+            "/api/v2/plans",
+            get(plans::list_plans).post(plans::create_plan),
+        )
         .route(
             "/api/v2/plans/{id}/jobs",
             get(jobs::list_jobs).post(jobs::create_job),
         )
         .route("/api/v1/plans/{id}/logs", get(jobs::list_plan_logs_v1))
-        .route("/api/v1/plans/{id}/plan_logs", get(jobs::list_plan_logs_alias_v1))
+        .route(
+            "/api/v1/plans/{id}/plan_logs",
+            get(jobs::list_plan_logs_alias_v1),
+        )
 }
 
 async fn not_found(request: Request) -> ApiError {

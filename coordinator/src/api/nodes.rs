@@ -64,7 +64,10 @@ impl From<NodeInput> for NodeSpec {
     responses(
         (status = 200, description = "All nodes", body = Vec<Node>),
         (status = 401, description = "No valid token", body = ErrorBody)))]
-pub async fn list_nodes(_: CurrentUser, State(state): State<AppState>) -> ApiResult<Json<Vec<Node>>> {
+pub async fn list_nodes(
+    _: CurrentUser,
+    State(state): State<AppState>,
+) -> ApiResult<Json<Vec<Node>>> {
     Ok(Json(state.store.list_nodes()?))
 }
 

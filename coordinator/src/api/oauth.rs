@@ -109,16 +109,20 @@ impl IntoResponse for OAuthError {
             } else {
                 "Bearer realm=\"sortie\""
             };
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         response
     }
 }
 
 fn no_store() -> [(header::HeaderName, &'static str); 2] {
-    [(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")]
+    [
+        (header::CACHE_CONTROL, "no-store"),
+        (header::PRAGMA, "no-cache"),
+    ]
 }
 
 /// Exchanges a username and password (or a refresh token) for a bearer token.
@@ -171,7 +175,11 @@ async fn issue(state: &AppState, request: Request) -> Result<TokenResponse, OAut
     let config = &state.config;
     let internal = |e: crate::store::StoreError| {
         tracing::error!(error = %e, "storing a token");
-        OAuthError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "could not store the token")
+        OAuthError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "could not store the token",
+        )
     };
     let access = issue_token(
         &state.store,
@@ -234,7 +242,10 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
     Ok(Some((unescape(id), unescape(secret))))
 }
 
-async fn read_token_request(state: &AppState, request: Request) -> Result<TokenRequest, OAuthError> {
+async fn read_token_request(
+    state: &AppState,
+    request: Request,
+) -> Result<TokenRequest, OAuthError> {
     let unsupported = || {
         OAuthError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -265,23 +276,22 @@ async fn read_token_request(state: &AppState, request: Request) -> Result<TokenR
                 .await
                 .map_err(|e| OAuthError::invalid_request(e.body_text()))?;
             let mut fields = serde_json::Map::new();
-            while let Some(field) = multipart
-                .next_field()
-                .await
-                .map_err(|e| OAuthError::invalid_request(format!("multipart body: {}", e.body_text())))?
-            {
+            while let Some(field) = multipart.next_field().await.map_err(|e| {
+                OAuthError::invalid_request(format!("multipart body: {}", e.body_text()))
+            })? {
                 let name = field.name().unwrap_or_default().to_owned();
                 if field.file_name().is_some() {
                     return Err(OAuthError::invalid_request(format!(
                         "field {name:?} is a file; the token request takes text fields only"
                     )));
                 }
-                let text = field
-                    .text()
-                    .await
-                    .map_err(|e| OAuthError::invalid_request(format!("multipart body: {}", e.body_text())))?;
+                let text = field.text().await.map_err(|e| {
+                    OAuthError::invalid_request(format!("multipart body: {}", e.body_text()))
+                })?;
                 if text.len() > 4096 {
-                    return Err(OAuthError::invalid_request(format!("field {name:?} is too long")));
+                    return Err(OAuthError::invalid_request(format!(
+                        "field {name:?} is too long"
+                    )));
                 }
                 fields.insert(name, serde_json::Value::String(text));
             }
@@ -293,23 +303,33 @@ async fn read_token_request(state: &AppState, request: Request) -> Result<TokenR
 
 /// Authenticates the client; returns its id.
 fn check_client(state: &AppState, form: &TokenRequest) -> Result<String, OAuthError> {
-    let (Some(id), Some(secret)) = (form.client_id.as_deref(), form.client_secret.as_deref()) else {
+    let (Some(id), Some(secret)) = (form.client_id.as_deref(), form.client_secret.as_deref())
+    else {
         return Err(OAuthError::invalid_client(
             "client_id and client_secret are required (register one with `sortie-coordinator client add`)",
         ));
     };
     let client = state.store.client(id).map_err(|e| {
         tracing::error!(error = %e, "reading a client");
-        OAuthError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "could not read clients")
+        OAuthError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "could not read clients",
+        )
     })?;
     match client {
-        Some(client) if client.secret_sha256 == hex::encode(secret_digest(secret)) => Ok(client.client_id),
-        _ => Err(OAuthError::invalid_client("unknown client or wrong client secret")),
+        Some(client) if client.secret_sha256 == hex::encode(secret_digest(secret)) => {
+            Ok(client.client_id)
+        }
+        _ => Err(OAuthError::invalid_client(
+            "unknown client or wrong client secret",
+        )),
     }
 }
 
 async fn password_grant(state: &AppState, form: &TokenRequest) -> Result<User, OAuthError> {
-    let (Some(username), Some(password)) = (form.username.as_deref(), form.password.as_deref()) else {
+    let (Some(username), Some(password)) = (form.username.as_deref(), form.password.as_deref())
+    else {
         return Err(OAuthError::invalid_request(
             "the password grant needs username and password",
         ));
@@ -321,7 +341,11 @@ async fn password_grant(state: &AppState, form: &TokenRequest) -> Result<User, O
     let hash = user
         .as_ref()
         .map(|u| u.password_hash.clone())
-        .unwrap_or_else(|| DUMMY_HASH.get_or_init(|| hash_password("not a password")).clone());
+        .unwrap_or_else(|| {
+            DUMMY_HASH
+                .get_or_init(|| hash_password("not a password"))
+                .clone()
+        });
     let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
         .await
         .unwrap_or(false);
@@ -333,11 +357,14 @@ async fn password_grant(state: &AppState, form: &TokenRequest) -> Result<User, O
 
 static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
-fn refresh_grant(state: &AppState, form: &TokenRequest, client_id: &str) -> Result<User, OAuthError> {
-    let token = form
-        .refresh_token
-        .as_deref()
-        .ok_or_else(|| OAuthError::invalid_request("the refresh_token grant needs refresh_token"))?;
+fn refresh_grant(
+    state: &AppState,
+    form: &TokenRequest,
+    client_id: &str,
+) -> Result<User, OAuthError> {
+    let token = form.refresh_token.as_deref().ok_or_else(|| {
+        OAuthError::invalid_request("the refresh_token grant needs refresh_token")
+    })?;
     let invalid = || OAuthError::invalid_grant("unknown, used or expired refresh token");
     // Taking the record makes the refresh token single-use.
     let record = state
@@ -352,5 +379,10 @@ fn refresh_grant(state: &AppState, form: &TokenRequest, client_id: &str) -> Resu
     if !fresh {
         return Err(invalid());
     }
-    state.store.user(record.user_id).ok().flatten().ok_or_else(invalid)
+    state
+        .store
+        .user(record.user_id)
+        .ok()
+        .flatten()
+        .ok_or_else(invalid)
 }

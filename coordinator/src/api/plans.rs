@@ -119,7 +119,10 @@ async fn read_plan(state: &AppState, request: Request) -> ApiResult<(PlanSpec, V
     responses(
         (status = 200, description = "All plans (an empty list if none)", body = Vec<Plan>),
         (status = 401, description = "No valid token", body = ErrorBody)))]
-pub async fn list_plans(_: CurrentUser, State(state): State<AppState>) -> ApiResult<Json<Vec<Plan>>> {
+pub async fn list_plans(
+    _: CurrentUser,
+    State(state): State<AppState>,
+) -> ApiResult<Json<Vec<Plan>>> {
     Ok(Json(state.store.list_plans()?))
 }
 

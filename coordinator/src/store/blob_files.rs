@@ -145,37 +145,60 @@ impl BlobFiles {
 mod tests {
     use super::*;
 
-    fn chunks(parts: &[&'static [u8]]) -> impl futures_util::Stream<Item = Result<bytes::Bytes, String>> + Unpin {
-        futures_util::stream::iter(parts.iter().map(|p| Ok(bytes::Bytes::from_static(p))).collect::<Vec<_>>())
+    fn chunks(
+        parts: &[&'static [u8]],
+    ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, String>> + Unpin {
+        futures_util::stream::iter(
+            parts
+                .iter()
+                .map(|p| Ok(bytes::Bytes::from_static(p)))
+                .collect::<Vec<_>>(),
+        )
     }
 
     #[tokio::test]
     async fn staging_hashes_and_commit_names_randomly() {
         let dir = tempfile::tempdir().unwrap();
         let files = BlobFiles::open(dir.path()).unwrap();
-        let staged = files.stage(chunks(&[b"hello ", b"blob\n"]), 100).await.unwrap();
+        let staged = files
+            .stage(chunks(&[b"hello ", b"blob\n"]), 100)
+            .await
+            .unwrap();
         assert_eq!(staged.size, 11);
         assert_eq!(staged.sha256, hex::encode(Sha256::digest(b"hello blob\n")));
         let name = files.commit(staged).unwrap();
         assert_eq!(std::fs::read(files.path(&name)).unwrap(), b"hello blob\n");
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
     }
 
     #[tokio::test]
     async fn oversized_upload_is_refused_and_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let files = BlobFiles::open(dir.path()).unwrap();
-        let err = files.stage(chunks(&[b"0123456789", b"x"]), 10).await.unwrap_err();
+        let err = files
+            .stage(chunks(&[b"0123456789", b"x"]), 10)
+            .await
+            .unwrap_err();
         assert!(matches!(err, StageError::TooLarge { limit: 10 }));
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
     }
 
     #[tokio::test]
     async fn sweep_removes_unreferenced_files_only() {
         let dir = tempfile::tempdir().unwrap();
         let files = BlobFiles::open(dir.path()).unwrap();
-        let keep = files.commit(files.stage(chunks(&[b"a"]), 10).await.unwrap()).unwrap();
-        let orphan = files.commit(files.stage(chunks(&[b"b"]), 10).await.unwrap()).unwrap();
+        let keep = files
+            .commit(files.stage(chunks(&[b"a"]), 10).await.unwrap())
+            .unwrap();
+        let orphan = files
+            .commit(files.stage(chunks(&[b"b"]), 10).await.unwrap())
+            .unwrap();
         std::fs::write(dir.path().join("tmp/upload-leftover"), b"partial").unwrap();
         let removed = files.sweep(&HashSet::from([keep.clone()])).unwrap();
         assert_eq!(removed, 2);

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{abort, add_ref, encode, next_id, ref_count, tx_get, Store, StoreError, StagedFile};
+use super::{abort, add_ref, encode, next_id, ref_count, tx_get, StagedFile, Store, StoreError};
 use crate::model::{Blob, Timestamp};
 
 /// A blob record as stored: what the API shows plus the name of its file on disk.
@@ -112,6 +112,11 @@ impl Store {
         })?;
         self.files.remove(&stored.file);
         Ok(stored.blob)
+    }
+
+    /// How many blobs are stored.
+    pub fn blob_count(&self) -> usize {
+        self.blobs.len()
     }
 
     pub(super) fn referenced_blob_files(&self) -> Result<HashSet<String>, StoreError> {

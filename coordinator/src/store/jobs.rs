@@ -54,39 +54,41 @@ impl Store {
             &self.blobs,
             &self.refs,
         );
-        let job = trees.transaction(|(meta, plans, jobs, jobs_by_id, active_jobs, blobs, refs)| {
-            let Some(plan) = tx_get::<Plan>(plans, "plans", &plan_id.to_be_bytes())? else {
-                return abort(StoreError::not_found("plan", plan_id));
-            };
-            let active_key = format!("active/{plan_id}");
-            if only_if_idle && super::ref_count(refs, &active_key)? > 0 {
-                return abort(StoreError::Conflict(format!(
-                    "plan {plan_id} already has an unfinished job"
-                )));
-            }
-            check_and_count_blob_refs(blobs, refs, &inputs.files, "files")?;
-            add_ref(refs, &active_key, 1)?;
-            let job = Job {
-                id: next_id(meta, "seq/jobs")?,
-                job_id: next_id(meta, &format!("seq/job/{plan_id}"))?,
-                plan_id,
-                node_id: plan.node_id,
-                files: inputs.files.clone(),
-                extra: inputs.extra.clone(),
-                status: JobState::Pending,
-                created_at: now,
-                updated_at: now,
-                started_at: None,
-                finished_at: None,
-                exit_code: None,
-                reason: None,
-            };
-            let key = job_key(plan_id, job.job_id);
-            jobs.insert(&key, encode(&job))?;
-            jobs_by_id.insert(&job.id.to_be_bytes(), &key)?;
-            active_jobs.insert(&key, &[])?;
-            Ok(job)
-        })?;
+        let job = trees.transaction(
+            |(meta, plans, jobs, jobs_by_id, active_jobs, blobs, refs)| {
+                let Some(plan) = tx_get::<Plan>(plans, "plans", &plan_id.to_be_bytes())? else {
+                    return abort(StoreError::not_found("plan", plan_id));
+                };
+                let active_key = format!("active/{plan_id}");
+                if only_if_idle && super::ref_count(refs, &active_key)? > 0 {
+                    return abort(StoreError::Conflict(format!(
+                        "plan {plan_id} already has an unfinished job"
+                    )));
+                }
+                check_and_count_blob_refs(blobs, refs, &inputs.files, "files")?;
+                add_ref(refs, &active_key, 1)?;
+                let job = Job {
+                    id: next_id(meta, "seq/jobs")?,
+                    job_id: next_id(meta, &format!("seq/job/{plan_id}"))?,
+                    plan_id,
+                    node_id: plan.node_id,
+                    files: inputs.files.clone(),
+                    extra: inputs.extra.clone(),
+                    status: JobState::Pending,
+                    created_at: now,
+                    updated_at: now,
+                    started_at: None,
+                    finished_at: None,
+                    exit_code: None,
+                    reason: None,
+                };
+                let key = job_key(plan_id, job.job_id);
+                jobs.insert(&key, encode(&job))?;
+                jobs_by_id.insert(&job.id.to_be_bytes(), &key)?;
+                active_jobs.insert(&key, &[])?;
+                Ok(job)
+            },
+        )?;
         Ok(job)
     }
 
@@ -104,11 +106,7 @@ impl Store {
     }
 
     /// Plan `plan_id`'s jobs, newest first; `page` counts from 1. `None` pages give every job.
-    pub fn list_jobs(
-        &self,
-        plan_id: u64,
-        page: Option<(u64, u64)>,
-    ) -> Result<JobPage, StoreError> {
+    pub fn list_jobs(&self, plan_id: u64, page: Option<(u64, u64)>) -> Result<JobPage, StoreError> {
         let total = self
             .meta
             .get(format!("seq/job/{plan_id}"))?
@@ -158,7 +156,10 @@ impl Store {
         let job = (&self.jobs, &self.active_jobs, &self.refs).transaction(
             |(jobs, active_jobs, refs)| {
                 let Some(mut job) = tx_get::<Job>(jobs, "jobs", &key)? else {
-                    return abort(StoreError::not_found("job", format!("{seq} of plan {plan_id}")));
+                    return abort(StoreError::not_found(
+                        "job",
+                        format!("{seq} of plan {plan_id}"),
+                    ));
                 };
                 let next = match job.status.apply(event) {
                     Ok(next) => next,
@@ -265,11 +266,16 @@ mod tests {
     fn jobs_number_per_plan_and_list_newest_first() {
         let (_dir, store, plan) = store_with_plan();
         for _ in 0..3 {
-            store.create_job(plan, &JobInputs::default(), false).unwrap();
+            store
+                .create_job(plan, &JobInputs::default(), false)
+                .unwrap();
         }
         let page = store.list_jobs(plan, None).unwrap();
         assert_eq!(page.total, 3);
-        assert_eq!(page.jobs.iter().map(|j| j.job_id).collect::<Vec<_>>(), [3, 2, 1]);
+        assert_eq!(
+            page.jobs.iter().map(|j| j.job_id).collect::<Vec<_>>(),
+            [3, 2, 1]
+        );
         let page2 = store.list_jobs(plan, Some((2, 2))).unwrap();
         assert_eq!(page2.jobs.iter().map(|j| j.job_id).collect::<Vec<_>>(), [1]);
     }
@@ -277,12 +283,17 @@ mod tests {
     #[test]
     fn running_job_blocks_plan_delete_until_cancelled() {
         let (_dir, store, plan) = store_with_plan();
-        let job = store.create_job(plan, &JobInputs::default(), false).unwrap();
+        let job = store
+            .create_job(plan, &JobInputs::default(), false)
+            .unwrap();
         assert!(matches!(
             store.create_job(plan, &JobInputs::default(), true),
             Err(StoreError::Conflict(_))
         ));
-        assert!(matches!(store.delete_plan(plan), Err(StoreError::Conflict(_))));
+        assert!(matches!(
+            store.delete_plan(plan),
+            Err(StoreError::Conflict(_))
+        ));
         let cancelled = store
             .transition_job(plan, job.job_id, JobEvent::Cancel, Some("test"))
             .unwrap();

@@ -263,9 +263,11 @@ impl Store {
 
     /// Registers a client. Fails with a conflict if the id is taken.
     pub fn create_client(&self, client: &OAuthClient) -> Result<(), StoreError> {
-        let previous =
-            self.clients
-                .compare_and_swap(&client.client_id, None::<&[u8]>, Some(encode(client)))?;
+        let previous = self.clients.compare_and_swap(
+            &client.client_id,
+            None::<&[u8]>,
+            Some(encode(client)),
+        )?;
         previous.map_err(|_| {
             StoreError::Conflict(format!("client {:?} already exists", client.client_id))
         })
@@ -279,7 +281,11 @@ impl Store {
     // ----- tokens -----
 
     /// Stores a token record under the token's SHA-256.
-    pub fn put_token(&self, token_sha256: &[u8; 32], record: &TokenRecord) -> Result<(), StoreError> {
+    pub fn put_token(
+        &self,
+        token_sha256: &[u8; 32],
+        record: &TokenRecord,
+    ) -> Result<(), StoreError> {
         self.tokens.insert(token_sha256, encode(record))?;
         Ok(())
     }
@@ -338,7 +344,10 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("records serialize to JSON")
 }
 
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], tree: &'static str) -> Result<T, StoreError> {
+pub(crate) fn decode<T: DeserializeOwned>(
+    bytes: &[u8],
+    tree: &'static str,
+) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| corrupt(tree, e))
 }
 
@@ -362,10 +371,7 @@ fn get<T: DeserializeOwned>(
 }
 
 fn list<T: DeserializeOwned>(tree: &sled::Tree, name: &'static str) -> Result<Vec<T>, StoreError> {
-    tree.iter()
-        .values()
-        .map(|v| decode(&v?, name))
-        .collect()
+    tree.iter().values().map(|v| decode(&v?, name)).collect()
 }
 
 /// Aborts a transaction with `error`.

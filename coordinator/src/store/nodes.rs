@@ -1,7 +1,7 @@
 //! Nodes and their points.
 
-use sled::Transactional;
 use serde_json::{Map, Value};
+use sled::Transactional;
 
 use super::{
     abort, add_ref, decode_u64, encode, next_id, ref_count, tx_get, Store, StoreError, TxResult,
@@ -54,7 +54,11 @@ impl NodeSpec {
         if !NODE_TYPES.contains(&self.type_name.as_str()) {
             return Err(StoreError::invalid(
                 "type_name",
-                format!("{:?} is not one of {}", self.type_name, NODE_TYPES.join(", ")),
+                format!(
+                    "{:?} is not one of {}",
+                    self.type_name,
+                    NODE_TYPES.join(", ")
+                ),
             ));
         }
         for (i, point) in self.points.iter().enumerate() {
@@ -115,8 +119,13 @@ impl Store {
     pub fn create_node(&self, spec: &NodeSpec) -> Result<Node, StoreError> {
         spec.validate()?;
         let now = Timestamp::now();
-        let node = (&self.meta, &self.nodes, &self.nodes_by_name, &self.point_types).transaction(
-            |(meta, nodes, by_name, point_types)| {
+        let node = (
+            &self.meta,
+            &self.nodes,
+            &self.nodes_by_name,
+            &self.point_types,
+        )
+            .transaction(|(meta, nodes, by_name, point_types)| {
                 if by_name.get(&spec.name)?.is_some() {
                     return abort(StoreError::Conflict(format!(
                         "a node named {:?} already exists",
@@ -138,16 +147,20 @@ impl Store {
                 nodes.insert(&id.to_be_bytes(), encode(&node))?;
                 by_name.insert(spec.name.as_bytes(), &id.to_be_bytes())?;
                 Ok(node)
-            },
-        )?;
+            })?;
         Ok(node)
     }
 
     /// Replaces node `id`'s name, description, type and points.
     pub fn update_node(&self, id: u64, spec: &NodeSpec) -> Result<Node, StoreError> {
         spec.validate()?;
-        let node = (&self.meta, &self.nodes, &self.nodes_by_name, &self.point_types).transaction(
-            |(meta, nodes, by_name, point_types)| {
+        let node = (
+            &self.meta,
+            &self.nodes,
+            &self.nodes_by_name,
+            &self.point_types,
+        )
+            .transaction(|(meta, nodes, by_name, point_types)| {
                 let Some(mut node) = tx_get::<Node>(nodes, "nodes", &id.to_be_bytes())? else {
                     return abort(StoreError::not_found("node", id));
                 };
@@ -168,8 +181,7 @@ impl Store {
                 node.updated_at = Timestamp::now();
                 nodes.insert(&id.to_be_bytes(), encode(&node))?;
                 Ok(node)
-            },
-        )?;
+            })?;
         Ok(node)
     }
 
@@ -292,7 +304,10 @@ mod tests {
         let updated = store.update_node(node.id, &spec).unwrap();
         assert_eq!(updated.points[1].id, node.points[0].id);
         assert!(store.node_by_name("d1").unwrap().is_none());
-        assert_eq!(store.node_by_name("d1-renamed").unwrap().unwrap().id, node.id);
+        assert_eq!(
+            store.node_by_name("d1-renamed").unwrap().unwrap().id,
+            node.id
+        );
     }
 
     #[test]
@@ -300,7 +315,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         store.create_node(&drone("d1")).unwrap();
-        assert!(matches!(store.create_node(&drone("d1")), Err(StoreError::Conflict(_))));
+        assert!(matches!(
+            store.create_node(&drone("d1")),
+            Err(StoreError::Conflict(_))
+        ));
         let mut bad = drone("d2");
         bad.type_name = "submarine".into();
         let err = store.create_node(&bad).unwrap_err();

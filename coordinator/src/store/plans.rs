@@ -1,10 +1,10 @@
 //! Plans.
 
-use sled::Transactional;
 use super::blobs::{check_and_count_blob_refs, release_blob_refs};
 use super::nodes::count_plan_on_node;
 use super::{abort, encode, next_id, ref_count, tx_get, Store, StoreError};
 use crate::model::{Plan, StringMap, Timestamp};
+use sled::Transactional;
 
 /// What a plan should look like: the input of create and update.
 #[derive(Debug, Clone, Default)]
@@ -30,7 +30,10 @@ impl PlanSpec {
     /// Checks every field that needs no lookup, naming the first bad one.
     pub fn validate(&self) -> Result<(), StoreError> {
         if self.name.trim().is_empty() || self.name.len() > 200 {
-            return Err(StoreError::invalid("name", "must be 1 to 200 bytes of text"));
+            return Err(StoreError::invalid(
+                "name",
+                "must be 1 to 200 bytes of text",
+            ));
         }
         if self.description.len() > 4096 {
             return Err(StoreError::invalid("description", "longer than 4096 bytes"));
@@ -49,9 +52,8 @@ pub(crate) fn validate_map(field: &str, map: &StringMap) -> Result<(), StoreErro
         ));
     }
     for (key, value) in map {
-        let key_ok = !key.is_empty()
-            && key.len() <= 128
-            && !key.chars().any(|c| c.is_control() || c == '=');
+        let key_ok =
+            !key.is_empty() && key.len() <= 128 && !key.chars().any(|c| c.is_control() || c == '=');
         if !key_ok {
             return Err(StoreError::invalid(
                 format!("{field}.{key}"),
@@ -83,8 +85,14 @@ impl Store {
     pub fn create_plan(&self, spec: &PlanSpec) -> Result<Plan, StoreError> {
         spec.validate()?;
         let now = Timestamp::now();
-        let plan = (&self.meta, &self.plans, &self.nodes, &self.blobs, &self.refs).transaction(
-            |(meta, plans, nodes, blobs, refs)| {
+        let plan = (
+            &self.meta,
+            &self.plans,
+            &self.nodes,
+            &self.blobs,
+            &self.refs,
+        )
+            .transaction(|(meta, plans, nodes, blobs, refs)| {
                 count_plan_on_node(nodes, refs, spec.node_id, 1)?;
                 check_and_count_blob_refs(blobs, refs, &spec.files, "files")?;
                 let plan = Plan {
@@ -99,8 +107,7 @@ impl Store {
                 };
                 plans.insert(&plan.id.to_be_bytes(), encode(&plan))?;
                 Ok(plan)
-            },
-        )?;
+            })?;
         Ok(plan)
     }
 
@@ -131,23 +138,21 @@ impl Store {
 
     /// Deletes plan `id` and its finished jobs, refusing while a job of it is unfinished.
     pub fn delete_plan(&self, id: u64) -> Result<Plan, StoreError> {
-        let plan = (&self.plans, &self.nodes, &self.refs).transaction(
-            |(plans, nodes, refs)| {
-                let Some(plan) = tx_get::<Plan>(plans, "plans", &id.to_be_bytes())? else {
-                    return abort(StoreError::not_found("plan", id));
-                };
-                let active = ref_count(refs, &format!("active/{id}"))?;
-                if active > 0 {
-                    return abort(StoreError::Conflict(format!(
-                        "plan {id} has {active} unfinished job(s); cancel them first"
-                    )));
-                }
-                count_plan_on_node(nodes, refs, plan.node_id, -1)?;
-                release_blob_refs(refs, &plan.files)?;
-                plans.remove(&id.to_be_bytes())?;
-                Ok(plan)
-            },
-        )?;
+        let plan = (&self.plans, &self.nodes, &self.refs).transaction(|(plans, nodes, refs)| {
+            let Some(plan) = tx_get::<Plan>(plans, "plans", &id.to_be_bytes())? else {
+                return abort(StoreError::not_found("plan", id));
+            };
+            let active = ref_count(refs, &format!("active/{id}"))?;
+            if active > 0 {
+                return abort(StoreError::Conflict(format!(
+                    "plan {id} has {active} unfinished job(s); cancel them first"
+                )));
+            }
+            count_plan_on_node(nodes, refs, plan.node_id, -1)?;
+            release_blob_refs(refs, &plan.files)?;
+            plans.remove(&id.to_be_bytes())?;
+            Ok(plan)
+        })?;
         // No new job can be created for the plan now; drop its history. A crash here leaves
         // jobs without a plan, which `remove_orphan_jobs` clears at the next start.
         self.remove_jobs_of_plan(id)?;
