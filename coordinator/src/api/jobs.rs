@@ -340,3 +340,32 @@ pub async fn list_plan_logs_alias_v1(
 ) -> ApiResult<Response> {
     list_jobs(user, state, id, query).await
 }
+
+/// gosd's plan-wide cancel, as the seed's example sends it (`POST .../jobs/cancel`, no job
+/// number): stops every unfinished job of the plan, like `DELETE .../running`.
+#[utoipa::path(post, path = "/api/v2/plans/{id}/jobs/cancel", tag = "jobs", security(("bearer" = [])),
+    params(("id" = u64, Path, description = "Plan id")),
+    responses(
+        (status = 200, description = "The jobs that were stopped", body = Vec<Job>),
+        (status = 404, description = "No such plan", body = ErrorBody)))]
+pub async fn cancel_plan_jobs(
+    user: CurrentUser,
+    state: State<AppState>,
+    id: AppPath<u64>,
+) -> ApiResult<Json<Vec<Job>>> {
+    cancel_running(user, state, id).await
+}
+
+/// gosd's older alias of `DELETE .../running`.
+#[utoipa::path(delete, path = "/api/v2/plans/{id}/jobs/running", tag = "jobs", security(("bearer" = [])),
+    params(("id" = u64, Path, description = "Plan id")),
+    responses(
+        (status = 200, description = "The jobs that were stopped", body = Vec<Job>),
+        (status = 404, description = "No such plan", body = ErrorBody)))]
+pub async fn cancel_jobs_running(
+    user: CurrentUser,
+    state: State<AppState>,
+    id: AppPath<u64>,
+) -> ApiResult<Json<Vec<Job>>> {
+    cancel_running(user, state, id).await
+}

@@ -217,6 +217,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(jobs::list_jobs, jobs::create_job))
         .routes(routes!(jobs::get_job))
+        .routes(routes!(jobs::cancel_plan_jobs))
+        .routes(routes!(jobs::cancel_jobs_running))
         .routes(routes!(jobs::cancel_job))
         .routes(routes!(
             jobs::get_running,
