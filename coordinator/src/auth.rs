@@ -69,6 +69,7 @@ pub fn issue_token(
         user_id,
         kind,
         client_id: client_id.map(str::to_owned),
+        node_id: None,
         created_at,
         expires_at: created_at.saturating_add(ttl_secs as i64),
     };

@@ -101,17 +101,22 @@ pub enum TokenKind {
     Access,
     /// Exchanged for a new access token with `grant_type=refresh_token`.
     Refresh,
+    /// A node's agent: may download plan files and upload outputs, nothing else.
+    Node,
 }
 
 /// A stored token. The token itself is never stored: the record is keyed by its SHA-256.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TokenRecord {
-    /// Whose token this is.
+    /// Whose token this is (0 for a node token).
     pub user_id: u64,
     /// Access or refresh.
     pub kind: TokenKind,
     /// The client it was issued to, if any (tokens from `token issue` have none).
     pub client_id: Option<String>,
+    /// For a node token, the node.
+    #[serde(default)]
+    pub node_id: Option<u64>,
     /// Issued at (Unix seconds).
     pub created_at: i64,
     /// Expires at (Unix seconds).

@@ -18,6 +18,7 @@
 mod blob_files;
 mod blobs;
 mod jobs;
+mod node_secrets;
 mod nodes;
 mod plans;
 
@@ -30,6 +31,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 pub use blob_files::{BlobFiles, StageError, StagedFile};
 pub use blobs::NewBlobContent;
 pub use jobs::{JobInputs, JobPage};
+pub use node_secrets::{node_mqtt_user, NodeSecrets};
 pub use nodes::{NodeSpec, PointSpec, BUILTIN_POINT_TYPES};
 pub use plans::PlanSpec;
 
@@ -118,6 +120,7 @@ pub struct Store {
     jobs_by_id: sled::Tree,
     active_jobs: sled::Tree,
     nodes_by_name: sled::Tree,
+    node_secrets: sled::Tree,
     /// Reference counts: `blob/<id>` (plans and jobs using a blob), `node/<id>` (plans on a
     /// node), `active/<plan id>` (unfinished jobs of a plan). Kept in the same transactions as
     /// the records, so a delete can refuse safely without scanning.
@@ -161,6 +164,7 @@ impl Store {
             jobs_by_id: tree("jobs_by_id")?,
             active_jobs: tree("active_jobs")?,
             nodes_by_name: tree("nodes_by_name")?,
+            node_secrets: tree("node_secrets")?,
             refs: tree("refs")?,
             files: BlobFiles::open(&data_dir.join("blobs"))?,
             db,
