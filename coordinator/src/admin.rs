@@ -136,6 +136,43 @@ pub fn node(config: &Config, command: NodeCommand) -> anyhow::Result<()> {
             store.flush_blocking()?;
             println!("node {} created (id {})", node.name, node.id);
         }
+        NodeCommand::AgentConfig {
+            id,
+            rotate,
+            mqtt_host,
+            mqtt,
+        } => {
+            let mut config = config.clone();
+            mqtt.apply(&mut config);
+            config.validate()?;
+            let node = store
+                .node(id)?
+                .with_context(|| format!("no node with id {id} (see `node ls`)"))?;
+            let secrets = if rotate {
+                store.rotate_node_secrets(id)?
+            } else {
+                store.node_secrets(id)?
+            };
+            store.flush_blocking()?;
+            let mut endpoints = crate::agent_config::AgentEndpoints {
+                mqtt: config.mqtt_endpoint()?,
+                mqtt_prefix: config.mqtt_prefix.clone(),
+                coordinator_url: config.agent_facing_url(),
+            };
+            if let Some(host) = mqtt_host {
+                let (h, p) = host
+                    .rsplit_once(':')
+                    .with_context(|| format!("--mqtt-host {host:?} is not HOST:PORT"))?;
+                endpoints.mqtt.host = h.trim_matches(['[', ']']).to_owned();
+                endpoints.mqtt.port = p
+                    .parse()
+                    .with_context(|| format!("--mqtt-host {host:?}: bad port"))?;
+            }
+            print!(
+                "{}",
+                crate::agent_config::render(&secrets, &node.name, &endpoints)
+            );
+        }
         NodeCommand::Ls => {
             let mut out = std::io::stdout().lock();
             writeln!(

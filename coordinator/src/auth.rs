@@ -127,6 +127,15 @@ pub fn authenticate(store: &Store, token: &str) -> Result<Result<User, AuthFailu
     Ok(store.user(record.user_id)?.ok_or(AuthFailure::Unknown))
 }
 
+/// The node a node token belongs to, if `token` is a live node token.
+pub fn authenticate_node(store: &Store, token: &str) -> Result<Option<u64>, StoreError> {
+    let Some(record) = store.token(&secret_digest(token))? else {
+        return Ok(None);
+    };
+    let live = record.kind == TokenKind::Node && record.expires_at > chrono::Utc::now().timestamp();
+    Ok(record.node_id.filter(|_| live))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -64,6 +64,25 @@ pub struct ServeArgs {
     /// Seed the demo user (demo/demodemo), client and nodes if absent, and print curl examples.
     #[arg(long, env = "SORTIE_DEMO")]
     pub demo: bool,
+    #[command(flatten)]
+    pub mqtt: MqttArgs,
+}
+
+/// Where agents and the coordinator meet. Used by `serve` and `node agent-config`.
+#[derive(Debug, Default, Args)]
+pub struct MqttArgs {
+    /// Where the embedded MQTT broker listens [default: 127.0.0.1:1883].
+    #[arg(long, env = "SORTIE_MQTT_LISTEN")]
+    pub mqtt_listen: Option<SocketAddr>,
+    /// Use this external broker instead of embedding one: mqtt://user:pass@host:port.
+    #[arg(long, env = "SORTIE_MQTT_URL")]
+    pub mqtt_url: Option<String>,
+    /// Prefix of the private MQTT topics [default: sortie/v1].
+    #[arg(long, env = "SORTIE_MQTT_PREFIX")]
+    pub mqtt_prefix: Option<String>,
+    /// The URL agents use to reach this API [default: from --listen and --base-path].
+    #[arg(long, env = "SORTIE_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 /// `user ...`
@@ -121,6 +140,20 @@ pub enum NodeCommand {
     },
     /// List nodes.
     Ls,
+    /// Print a complete configuration file for node ID's agent (creates its credentials on
+    /// first use).
+    AgentConfig {
+        /// The node.
+        id: u64,
+        /// Replace the node's credentials first (the previous config stops working).
+        #[arg(long)]
+        rotate: bool,
+        /// MQTT host:port as the device sees it [default: from the broker settings].
+        #[arg(long)]
+        mqtt_host: Option<String>,
+        #[command(flatten)]
+        mqtt: MqttArgs,
+    },
 }
 
 /// `token ...`
@@ -134,6 +167,24 @@ pub enum TokenCommand {
         #[arg(long)]
         ttl: Option<u64>,
     },
+}
+
+impl MqttArgs {
+    /// Overrides the MQTT settings of `config` with the flags given.
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(listen) = self.mqtt_listen {
+            config.mqtt_listen = listen;
+        }
+        if let Some(url) = &self.mqtt_url {
+            config.mqtt_url = Some(url.clone());
+        }
+        if let Some(prefix) = &self.mqtt_prefix {
+            config.mqtt_prefix = prefix.clone();
+        }
+        if let Some(url) = &self.public_url {
+            config.public_url = Some(url.clone());
+        }
+    }
 }
 
 fn parse_point(text: &str) -> Result<(String, String), String> {
@@ -173,6 +224,7 @@ impl Cli {
             config.refresh_token_ttl_secs = ttl;
         }
         config.demo |= serve.demo;
+        serve.mqtt.apply(&mut config);
         config.validate()?;
         Ok(config)
     }

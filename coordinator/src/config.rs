@@ -27,6 +27,20 @@ pub struct Config {
     pub demo: bool,
     /// How long shutdown waits for requests in flight, in seconds.
     pub shutdown_grace_secs: u64,
+    /// Where the embedded MQTT broker listens (when `mqtt_url` is not set).
+    pub mqtt_listen: SocketAddr,
+    /// An external broker, `mqtt://user:pass@host:port`; then no broker is embedded.
+    pub mqtt_url: Option<String>,
+    /// Prefix of the private MQTT topics.
+    pub mqtt_prefix: String,
+    /// The URL agents use to reach this API (default: derived from `listen` and `base_path`).
+    pub public_url: Option<String>,
+    /// A job's time limit when its plan sets no `extra.timeout_s`, in seconds (0: none).
+    pub default_job_timeout_secs: u64,
+    /// How long a job waits for an offline node before it times out, in seconds.
+    pub pending_ttl_secs: u64,
+    /// A node with no heartbeat for this long is offline, in seconds.
+    pub heartbeat_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -40,6 +54,13 @@ impl Default for Config {
             refresh_token_ttl_secs: 30 * 24 * 3600,
             demo: false,
             shutdown_grace_secs: 10,
+            mqtt_listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            mqtt_url: None,
+            mqtt_prefix: sortie_shared::DEFAULT_PREFIX.into(),
+            public_url: None,
+            default_job_timeout_secs: 3600,
+            pending_ttl_secs: 24 * 3600,
+            heartbeat_timeout_secs: 20,
         }
     }
 }
@@ -118,7 +139,110 @@ impl Config {
                 message: "token lifetimes must be at least one second".into(),
             });
         }
+        if let Some(url) = &self.mqtt_url {
+            MqttEndpoint::parse(url)?;
+        }
+        sortie_shared::TopicPrefix::new(self.mqtt_prefix.clone()).map_err(|e| {
+            ConfigError::Invalid {
+                field: "mqtt_prefix",
+                message: e.to_string(),
+            }
+        })?;
         Ok(())
+    }
+
+    /// The broker the coordinator connects to: the external one, or the embedded one.
+    pub fn mqtt_endpoint(&self) -> Result<MqttEndpoint, ConfigError> {
+        match &self.mqtt_url {
+            Some(url) => MqttEndpoint::parse(url),
+            None => {
+                let addr = crate::mqtt::broker::connect_addr(self.mqtt_listen);
+                Ok(MqttEndpoint {
+                    host: addr.ip().to_string(),
+                    port: addr.port(),
+                    username: None,
+                    password: None,
+                })
+            }
+        }
+    }
+
+    /// The URL agents use to reach the API.
+    pub fn agent_facing_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!(
+                "http://{}{}",
+                crate::mqtt::broker::connect_addr(self.listen),
+                self.base_path
+            ),
+        }
+    }
+}
+
+/// A broker address with optional credentials, from `mqtt://user:pass@host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttEndpoint {
+    /// Host name or address.
+    pub host: String,
+    /// Port (1883 if the URL has none).
+    pub port: u16,
+    /// User name, if any.
+    pub username: Option<String>,
+    /// Password, if any.
+    pub password: Option<String>,
+}
+
+impl MqttEndpoint {
+    /// Parses `mqtt://[user[:pass]@]host[:port]` (`tcp://` is accepted too).
+    pub fn parse(text: &str) -> Result<MqttEndpoint, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            field: "mqtt_url",
+            message,
+        };
+        let url = url::Url::parse(text)
+            .map_err(|e| invalid(format!("{e}: expected mqtt://user:pass@host:port")))?;
+        if !matches!(url.scheme(), "mqtt" | "tcp") {
+            return Err(invalid(format!(
+                "scheme {:?} is not supported (use mqtt://)",
+                url.scheme()
+            )));
+        }
+        let host = url
+            .host_str()
+            .ok_or_else(|| invalid("no host".into()))?
+            .trim_matches(['[', ']'])
+            .to_owned();
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        Ok(MqttEndpoint {
+            host,
+            port: url.port().unwrap_or(1883),
+            username: Some(url.username()).filter(|u| !u.is_empty()).map(decode),
+            password: url.password().map(decode),
+        })
+    }
+
+    /// The URL form, with the credentials given.
+    pub fn to_url(&self, username: &str, password: &str) -> String {
+        let encode = |s: &str| {
+            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+        };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!(
+            "mqtt://{}:{}@{}:{}",
+            encode(username),
+            encode(password),
+            host,
+            self.port
+        )
     }
 }
 
@@ -164,6 +288,23 @@ fn byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mqtt_urls_parse() {
+        let e = MqttEndpoint::parse("mqtt://user:p%40ss@broker.local:1884").unwrap();
+        assert_eq!((e.host.as_str(), e.port), ("broker.local", 1884));
+        assert_eq!(
+            (e.username.as_deref(), e.password.as_deref()),
+            (Some("user"), Some("p@ss"))
+        );
+        assert_eq!(MqttEndpoint::parse("mqtt://10.0.0.1").unwrap().port, 1883);
+        assert!(MqttEndpoint::parse("http://x").is_err());
+        assert!(MqttEndpoint::parse("broker:1883").is_err());
+        assert_eq!(
+            e.to_url("node-1", "a b"),
+            "mqtt://node%2D1:a%20b@broker.local:1884"
+        );
+    }
 
     #[test]
     fn sizes_parse() {

@@ -15,12 +15,14 @@
 //! - [`demo`]: the demo fleet of `serve --demo`.
 
 pub mod admin;
+pub mod agent_config;
 pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod model;
+pub mod mqtt;
 pub mod store;
 
 use std::sync::Arc;
@@ -44,6 +46,9 @@ pub enum ServeError {
         /// What failed.
         source: StoreError,
     },
+    /// The MQTT settings are unusable or the embedded broker did not start.
+    #[error("MQTT: {0}")]
+    Mqtt(String),
     /// The listen address could not be bound, or serving failed.
     #[error("HTTP listener on {addr}: {source}")]
     Listen {
@@ -83,7 +88,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         addr: config.listen,
         source,
     })?;
+    let tasks = tokio_util::task::TaskTracker::new();
+    let relay = start_relay(&config, &store, &tasks, &shutdown)?;
     let state = AppState {
+        relay,
         store: store.clone(),
         config: Arc::new(ApiConfig {
             base_path: config.base_path.clone(),
@@ -107,7 +115,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         );
     }
 
-    let tasks = tokio_util::task::TaskTracker::new();
     tasks.spawn(purge_expired_tokens(store.clone(), shutdown.clone()));
     tasks.close();
 
@@ -128,6 +135,53 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         addr: local,
         source,
     })
+}
+
+/// Starts the embedded broker (unless an external one is configured) and the relay task.
+fn start_relay(
+    config: &Config,
+    store: &Store,
+    tasks: &tokio_util::task::TaskTracker,
+    shutdown: &CancellationToken,
+) -> Result<mqtt::RelayHandle, ServeError> {
+    let mqtt_error = |e: &dyn std::fmt::Display| ServeError::Mqtt(e.to_string());
+    let mut endpoint = config.mqtt_endpoint().map_err(|e| mqtt_error(&e))?;
+    if config.mqtt_url.is_none() {
+        let password = store
+            .coordinator_mqtt_password()
+            .map_err(|e| mqtt_error(&e))?;
+        let addr = mqtt::broker::start(config.mqtt_listen, store.clone(), password.clone())
+            .map_err(|e| mqtt_error(&e))?;
+        let addr = mqtt::broker::connect_addr(addr);
+        endpoint.host = addr.ip().to_string();
+        endpoint.port = addr.port();
+        endpoint.username = Some(mqtt::broker::COORDINATOR_MQTT_USER.into());
+        endpoint.password = Some(password);
+        println!("mqtt broker on {addr}");
+    } else {
+        tracing::info!(host = %endpoint.host, port = endpoint.port, "using the external MQTT broker");
+    }
+    let settings = mqtt::RelaySettings {
+        host: endpoint.host,
+        port: endpoint.port,
+        username: endpoint.username,
+        password: endpoint.password,
+        prefix: sortie_shared::TopicPrefix::new(config.mqtt_prefix.clone())
+            .map_err(|e| mqtt_error(&e))?,
+        default_timeout: Some(Duration::from_secs(config.default_job_timeout_secs))
+            .filter(|d| !d.is_zero()),
+        pending_ttl: Duration::from_secs(config.pending_ttl_secs),
+        heartbeat_timeout: Duration::from_secs(config.heartbeat_timeout_secs.max(1)),
+    };
+    let (relay, requests) = mqtt::RelayHandle::new();
+    tasks.spawn(mqtt::run_relay(
+        settings,
+        store.clone(),
+        relay.clone(),
+        requests,
+        shutdown.clone(),
+    ));
+    Ok(relay)
 }
 
 /// Clears what an interrupted earlier run may have left: blob files no record names, jobs of

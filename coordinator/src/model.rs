@@ -247,4 +247,8 @@ pub struct Job {
     pub exit_code: Option<i32>,
     /// Why it ended the way it did (`cancelled by demo`, `agent restarted`, ...).
     pub reason: Option<String>,
+    /// Roles in `files` that the job produced (uploaded from its output dir), as opposed to
+    /// its inputs.
+    #[serde(default)]
+    pub outputs: Vec<String>,
 }

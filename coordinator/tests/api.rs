@@ -72,6 +72,7 @@ impl TestApp {
             .unwrap()
             .token;
         let state = AppState {
+            relay: sortie_coordinator::mqtt::RelayHandle::detached(),
             store: store.clone(),
             config: Arc::new(ApiConfig {
                 base_path: "/gosd".into(),
@@ -965,14 +966,23 @@ async fn openapi_document_matches_the_router() {
 async fn seed_style_plan_wide_cancel_routes() {
     let app = TestApp::new();
     let id = app.plan(json!({})).await["id"].as_u64().unwrap();
-    app.empty(Method::POST, &format!("/api/v2/plans/{id}/jobs/")).await;
+    app.empty(Method::POST, &format!("/api/v2/plans/{id}/jobs/"))
+        .await;
     // The seed's example: POST .../jobs/cancel, without a job number.
-    let stopped = app.empty(Method::POST, &format!("/api/v2/plans/{id}/jobs/cancel")).await;
+    let stopped = app
+        .empty(Method::POST, &format!("/api/v2/plans/{id}/jobs/cancel"))
+        .await;
     assert_eq!(stopped.status, StatusCode::OK);
     assert_eq!(stopped.json()[0]["status"], "cancelled");
-    app.empty(Method::POST, &format!("/api/v2/plans/{id}/jobs/")).await;
-    let stopped = app.empty(Method::DELETE, &format!("/api/v2/plans/{id}/jobs/running")).await;
+    app.empty(Method::POST, &format!("/api/v2/plans/{id}/jobs/"))
+        .await;
+    let stopped = app
+        .empty(Method::DELETE, &format!("/api/v2/plans/{id}/jobs/running"))
+        .await;
     assert_eq!(stopped.json()[0]["job_id"], 2);
     // Job number routes still work beside them.
-    assert_eq!(app.get(&format!("/api/v2/plans/{id}/jobs/2")).await.json()["status"], "cancelled");
+    assert_eq!(
+        app.get(&format!("/api/v2/plans/{id}/jobs/2")).await.json()["status"],
+        "cancelled"
+    );
 }

@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use super::body::{body_kind, read_form, BodyKind, Form};
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::{AppPath, AppState, CurrentUser};
+use super::{AppPath, AppState, BlobActor, CurrentUser};
 use crate::model::Blob;
 use crate::store::NewBlobContent;
 
@@ -87,7 +87,7 @@ pub(super) fn discard_blobs(state: &AppState, ids: impl IntoIterator<Item = u64>
         (status = 413, description = "Larger than the upload limit", body = ErrorBody),
         (status = 415, description = "Not multipart/form-data", body = ErrorBody)))]
 pub async fn upload_blobs(
-    CurrentUser(user): CurrentUser,
+    actor: BlobActor,
     State(state): State<AppState>,
     request: Request,
 ) -> ApiResult<Json<BTreeMap<String, String>>> {
@@ -99,7 +99,7 @@ pub async fn upload_blobs(
     }
     let ids = store_files(&state, form.files)?;
     state.store.flush().await?;
-    tracing::info!(by = %user.username, blobs = ?ids, "blobs uploaded");
+    tracing::info!(by = %actor.name(), blobs = ?ids, "blobs uploaded");
     // gosd answers 200 here (not 201); clients check for it.
     Ok(Json(ids))
 }
@@ -115,7 +115,7 @@ pub async fn upload_blobs(
         (status = 404, description = "No such blob", body = ErrorBody),
         (status = 416, description = "Unsatisfiable range")))]
 pub async fn download_blob(
-    _: CurrentUser,
+    _: BlobActor,
     State(state): State<AppState>,
     AppPath(id): AppPath<u64>,
     request: Request,
@@ -271,7 +271,7 @@ pub async fn delete_blob(
     request_body(content_type = "multipart/form-data", description = "Any number of file fields"),
     responses((status = 200, description = "Field name → new blob id", body = BTreeMap<String, String>)))]
 pub async fn upload_blobs_v1(
-    user: CurrentUser,
+    user: BlobActor,
     state: State<AppState>,
     request: Request,
 ) -> ApiResult<Json<BTreeMap<String, String>>> {
@@ -284,7 +284,7 @@ pub async fn upload_blobs_v1(
     responses((status = 200, description = "The content", content_type = "application/octet-stream"),
         (status = 404, description = "No such blob", body = ErrorBody)))]
 pub async fn download_blob_v1(
-    user: CurrentUser,
+    user: BlobActor,
     state: State<AppState>,
     id: AppPath<u64>,
     request: Request,

@@ -14,7 +14,8 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::plans::{blob_id_map, null_as_empty};
 use super::{created, AppPath, AppQuery, AppState, CurrentUser};
 use crate::model::{Job, StringMap};
-use crate::store::JobInputs;
+use crate::mqtt::RelayRequest;
+use crate::store::{JobInputs, JobUpdate};
 
 /// Per-job inputs (JSON). Both maps override the plan's for this run.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -204,10 +205,23 @@ pub async fn get_job(
 
 async fn cancel(state: &AppState, user: &str, plan_id: u64, job_id: u64) -> ApiResult<Job> {
     let reason = format!("cancelled by {user}");
-    let job = state
-        .store
-        .transition_job(plan_id, job_id, JobEvent::Cancel, Some(&reason))?;
+    let job = state.store.transition_job(
+        plan_id,
+        job_id,
+        JobEvent::Cancel,
+        &JobUpdate::reason(reason.clone()),
+    )?;
     tracing::warn!(plan_id, job_id, by = user, status = %job.status, "job cancel requested");
+    // Design: the cancel goes out before the state is flushed; an emergency stop must not wait
+    // for the disk. If the coordinator dies now, the job is still `canceling` after restart and
+    // the cancel is sent again when the node is heard from.
+    state
+        .relay
+        .send(RelayRequest::Cancel {
+            job: job.clone(),
+            reason,
+        })
+        .await;
     Ok(job)
 }
 
@@ -368,4 +382,38 @@ pub async fn cancel_jobs_running(
     id: AppPath<u64>,
 ) -> ApiResult<Json<Vec<Job>>> {
     cancel_running(user, state, id).await
+}
+
+/// Runs the job again: a new job of the same plan with the same inputs (its outputs are not
+/// inputs of the new run).
+#[utoipa::path(post, path = "/api/v2/plans/{id}/jobs/{job_id}/retry", tag = "jobs", security(("bearer" = [])),
+    params(("id" = u64, Path, description = "Plan id"), ("job_id" = u64, Path, description = "Job number within the plan")),
+    responses(
+        (status = 201, description = "The new job", body = Job),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 422, description = "An input blob no longer exists", body = ErrorBody)))]
+pub async fn retry_job(
+    CurrentUser(user): CurrentUser,
+    State(state): State<AppState>,
+    AppPath((plan_id, job_id)): JobPath,
+) -> ApiResult<Response> {
+    let old = state
+        .store
+        .job(plan_id, job_id)?
+        .ok_or_else(|| ApiError::not_found(format!("job {job_id} of plan {plan_id} not found")))?;
+    let mut files = old.files.clone();
+    files.retain(|role, _| !old.outputs.contains(role));
+    let inputs = JobInputs {
+        files,
+        extra: old.extra.clone(),
+    };
+    let job = state.store.create_job(plan_id, &inputs, false)?;
+    state.store.flush().await?;
+    tracing::info!(plan_id, job_id = job.job_id, retry_of = job_id, by = %user.username, "job retried");
+    state
+        .relay
+        .send(RelayRequest::JobCreated(job.clone()))
+        .await;
+    Ok(created(job))
 }

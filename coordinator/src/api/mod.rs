@@ -16,6 +16,7 @@ mod blobs;
 mod body;
 pub mod error;
 mod jobs;
+mod logs;
 mod misc;
 mod nodes;
 mod oauth;
@@ -41,6 +42,7 @@ pub use error::{ApiError, ApiResult};
 
 use crate::auth::{authenticate, parse_authorization, AuthFailure};
 use crate::model::User;
+use crate::mqtt::RelayHandle;
 use crate::store::Store;
 
 /// Settings the handlers need.
@@ -63,6 +65,8 @@ pub struct AppState {
     pub store: Store,
     /// Settings.
     pub config: Arc<ApiConfig>,
+    /// The MQTT relay: dispatches and cancels go through it; live events come from it.
+    pub relay: RelayHandle,
 }
 
 /// The authenticated user of a request (`Authorization: Bearer <token>`), or a 401.
@@ -82,6 +86,44 @@ impl FromRequestParts<AppState> for CurrentUser {
         let token = parse_authorization(value)?;
         let user = authenticate(&state.store, token)??;
         Ok(CurrentUser(user))
+    }
+}
+
+/// Who may read and upload blobs: a user, or a node's agent with its node token (it downloads
+/// plan files and uploads outputs, nothing else).
+#[derive(Debug, Clone)]
+pub enum BlobActor {
+    /// A logged-in user.
+    User(User),
+    /// A node's agent.
+    Node(u64),
+}
+
+impl BlobActor {
+    /// A name for logs.
+    pub fn name(&self) -> String {
+        match self {
+            BlobActor::User(user) => user.username.clone(),
+            BlobActor::Node(id) => format!("node-{id}"),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for BlobActor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or(AuthFailure::Missing)?
+            .to_str()
+            .map_err(|_| AuthFailure::Malformed)?;
+        let token = parse_authorization(value)?;
+        if let Some(node_id) = crate::auth::authenticate_node(&state.store, token)? {
+            return Ok(BlobActor::Node(node_id));
+        }
+        Ok(BlobActor::User(authenticate(&state.store, token)??))
     }
 }
 
@@ -220,6 +262,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::cancel_plan_jobs))
         .routes(routes!(jobs::cancel_jobs_running))
         .routes(routes!(jobs::cancel_job))
+        .routes(routes!(jobs::retry_job))
+        .routes(routes!(logs::job_log))
         .routes(routes!(
             jobs::get_running,
             jobs::start_running,

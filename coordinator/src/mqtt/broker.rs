@@ -36,11 +36,21 @@ pub enum BrokerError {
 
 /// Starts the embedded broker on `listen` (port 0: a free port) in its own thread and returns
 /// the address it listens on once it accepts connections.
-pub fn start(listen: SocketAddr, store: Store, coordinator_password: String) -> Result<SocketAddr, BrokerError> {
+pub fn start(
+    listen: SocketAddr,
+    store: Store,
+    coordinator_password: String,
+) -> Result<SocketAddr, BrokerError> {
     let addr = if listen.port() == 0 {
         // rumqttd binds by itself and does not report the port, so pick one first.
-        let probe = TcpListener::bind(listen).map_err(|source| BrokerError::Port { addr: listen, source })?;
-        probe.local_addr().map_err(|source| BrokerError::Port { addr: listen, source })?
+        let probe = TcpListener::bind(listen).map_err(|source| BrokerError::Port {
+            addr: listen,
+            source,
+        })?;
+        probe.local_addr().map_err(|source| BrokerError::Port {
+            addr: listen,
+            source,
+        })?
     } else {
         listen
     };
@@ -123,11 +133,21 @@ fn same_secret(a: &str, b: &str) -> bool {
 }
 
 /// Whether `user` may connect with `password` as `client_id`.
-fn authorize(store: &Store, coordinator_password: &str, client_id: &str, user: &str, password: &str) -> bool {
+fn authorize(
+    store: &Store,
+    coordinator_password: &str,
+    client_id: &str,
+    user: &str,
+    password: &str,
+) -> bool {
     if user == COORDINATOR_MQTT_USER {
-        return client_id.starts_with(COORDINATOR_MQTT_USER) && same_secret(password, coordinator_password);
+        return client_id.starts_with(COORDINATOR_MQTT_USER)
+            && same_secret(password, coordinator_password);
     }
-    let Some(node_id) = user.strip_prefix("node-").and_then(|id| id.parse::<u64>().ok()) else {
+    let Some(node_id) = user
+        .strip_prefix("node-")
+        .and_then(|id| id.parse::<u64>().ok())
+    else {
         return false;
     };
     if client_id != format!("sortie-node-{node_id}") {

@@ -17,6 +17,27 @@ pub struct JobInputs {
     pub extra: StringMap,
 }
 
+/// What a transition records besides the new state.
+#[derive(Debug, Clone, Default)]
+pub struct JobUpdate {
+    /// Why (kept as the job's `reason`).
+    pub reason: Option<String>,
+    /// The process's exit code.
+    pub exit_code: Option<i32>,
+    /// When it happened on the device (start or finish time); now if absent.
+    pub at: Option<Timestamp>,
+}
+
+impl JobUpdate {
+    /// An update that records only a reason.
+    pub fn reason(reason: impl Into<String>) -> Self {
+        JobUpdate {
+            reason: Some(reason.into()),
+            ..JobUpdate::default()
+        }
+    }
+}
+
 /// One page of a plan's jobs, newest first.
 #[derive(Debug)]
 pub struct JobPage {
@@ -81,6 +102,7 @@ impl Store {
                     finished_at: None,
                     exit_code: None,
                     reason: None,
+                    outputs: Vec::new(),
                 };
                 let key = job_key(plan_id, job.job_id);
                 jobs.insert(&key, encode(&job))?;
@@ -143,14 +165,14 @@ impl Store {
             .collect()
     }
 
-    /// Applies `event` to job `seq` of plan `plan_id`, recording `reason` if given. An event
+    /// Applies `event` to job `seq` of plan `plan_id`, recording what `update` carries. An event
     /// the job's state does not allow is a conflict; the job is left as it was.
     pub fn transition_job(
         &self,
         plan_id: u64,
         seq: u64,
         event: JobEvent,
-        reason: Option<&str>,
+        update: &JobUpdate,
     ) -> Result<Job, StoreError> {
         let key = job_key(plan_id, seq);
         let job = (&self.jobs, &self.active_jobs, &self.refs).transaction(
@@ -174,13 +196,16 @@ impl Store {
                 job.status = next;
                 job.updated_at = now;
                 if next == JobState::Running && job.started_at.is_none() {
-                    job.started_at = Some(now);
+                    job.started_at = Some(update.at.unwrap_or(now));
                 }
-                if let Some(reason) = reason {
-                    job.reason = Some(reason.to_owned());
+                if let Some(reason) = &update.reason {
+                    job.reason = Some(reason.clone());
+                }
+                if update.exit_code.is_some() {
+                    job.exit_code = update.exit_code;
                 }
                 if next.is_terminal() {
-                    job.finished_at = Some(now);
+                    job.finished_at = Some(update.at.unwrap_or(now));
                     active_jobs.remove(&key)?;
                     add_ref(refs, &format!("active/{plan_id}"), -1)?;
                 }
@@ -188,6 +213,53 @@ impl Store {
                 Ok(job)
             },
         )?;
+        Ok(job)
+    }
+
+    /// Every unfinished job of every plan, oldest first per plan.
+    pub fn all_active_jobs(&self) -> Result<Vec<Job>, StoreError> {
+        self.active_jobs
+            .iter()
+            .keys()
+            .filter_map(|key| match key {
+                Ok(key) => super::get(&self.jobs, "jobs", &key).transpose(),
+                Err(e) => Some(Err(e.into())),
+            })
+            .collect()
+    }
+
+    /// Adds an output file (a blob the agent uploaded) to job `seq` of plan `plan_id`'s files.
+    pub fn add_job_output(
+        &self,
+        plan_id: u64,
+        seq: u64,
+        role: &str,
+        blob_id: u64,
+    ) -> Result<Job, StoreError> {
+        let key = job_key(plan_id, seq);
+        let files = StringMap::from([(role.to_owned(), blob_id.to_string())]);
+        let job = (&self.jobs, &self.blobs, &self.refs).transaction(|(jobs, blobs, refs)| {
+            let Some(mut job) = tx_get::<Job>(jobs, "jobs", &key)? else {
+                return abort(StoreError::not_found(
+                    "job",
+                    format!("{seq} of plan {plan_id}"),
+                ));
+            };
+            if let Some(previous) = job.files.get(role) {
+                release_blob_refs(
+                    refs,
+                    &StringMap::from([(role.to_owned(), previous.clone())]),
+                )?;
+            }
+            check_and_count_blob_refs(blobs, refs, &files, "files")?;
+            job.files.insert(role.to_owned(), blob_id.to_string());
+            if !job.outputs.iter().any(|r| r == role) {
+                job.outputs.push(role.to_owned());
+            }
+            job.updated_at = Timestamp::now();
+            jobs.insert(&key, encode(&job))?;
+            Ok(job)
+        })?;
         Ok(job)
     }
 
@@ -295,14 +367,19 @@ mod tests {
             Err(StoreError::Conflict(_))
         ));
         let cancelled = store
-            .transition_job(plan, job.job_id, JobEvent::Cancel, Some("test"))
+            .transition_job(
+                plan,
+                job.job_id,
+                JobEvent::Cancel,
+                &JobUpdate::reason("test"),
+            )
             .unwrap();
         assert_eq!(cancelled.status, JobState::Cancelled);
         assert!(cancelled.finished_at.is_some());
         assert!(store.active_jobs(plan).unwrap().is_empty());
         // A second cancel is refused and changes nothing.
         assert!(matches!(
-            store.transition_job(plan, job.job_id, JobEvent::Cancel, None),
+            store.transition_job(plan, job.job_id, JobEvent::Cancel, &JobUpdate::default()),
             Err(StoreError::Conflict(_))
         ));
         store.delete_plan(plan).unwrap();

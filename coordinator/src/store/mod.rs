@@ -18,6 +18,7 @@
 mod blob_files;
 mod blobs;
 mod jobs;
+mod logs;
 mod node_secrets;
 mod nodes;
 mod plans;
@@ -30,7 +31,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 
 pub use blob_files::{BlobFiles, StageError, StagedFile};
 pub use blobs::NewBlobContent;
-pub use jobs::{JobInputs, JobPage};
+pub use jobs::{JobInputs, JobPage, JobUpdate};
+pub use logs::StoredLogLine;
 pub use node_secrets::{node_mqtt_user, NodeSecrets};
 pub use nodes::{NodeSpec, PointSpec, BUILTIN_POINT_TYPES};
 pub use plans::PlanSpec;
@@ -121,6 +123,7 @@ pub struct Store {
     active_jobs: sled::Tree,
     nodes_by_name: sled::Tree,
     node_secrets: sled::Tree,
+    logs: sled::Tree,
     /// Reference counts: `blob/<id>` (plans and jobs using a blob), `node/<id>` (plans on a
     /// node), `active/<plan id>` (unfinished jobs of a plan). Kept in the same transactions as
     /// the records, so a delete can refuse safely without scanning.
@@ -165,6 +168,7 @@ impl Store {
             active_jobs: tree("active_jobs")?,
             nodes_by_name: tree("nodes_by_name")?,
             node_secrets: tree("node_secrets")?,
+            logs: tree("logs")?,
             refs: tree("refs")?,
             files: BlobFiles::open(&data_dir.join("blobs"))?,
             db,

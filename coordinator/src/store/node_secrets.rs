@@ -94,7 +94,9 @@ impl Store {
         )?;
         match previous {
             Ok(()) => Ok(fresh),
-            Err(current) => Ok(String::from_utf8_lossy(&current.current.unwrap_or_default()).into_owned()),
+            Err(current) => {
+                Ok(String::from_utf8_lossy(&current.current.unwrap_or_default()).into_owned())
+            }
         }
     }
 }
