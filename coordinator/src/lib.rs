@@ -89,7 +89,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         source,
     })?;
     let tasks = tokio_util::task::TaskTracker::new();
-    let relay = start_relay(&config, &store, &tasks, &shutdown)?;
+    let (relay, mqtt) = start_relay(&config, &store, &tasks, &shutdown)?;
+    let agent_endpoints = agent_config::AgentEndpoints {
+        mqtt,
+        mqtt_prefix: config.mqtt_prefix.clone(),
+        coordinator_url: match &config.public_url {
+            Some(_) => config.agent_facing_url(),
+            None => format!(
+                "http://{}{}",
+                mqtt::broker::connect_addr(local),
+                config.base_path
+            ),
+        },
+    };
+    if let Some(fleet) = &demo {
+        write_demo_agent_configs(&config, &store, fleet, &agent_endpoints).map_err(store_error)?;
+    }
     let state = AppState {
         relay,
         store: store.clone(),
@@ -98,6 +113,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
             max_upload_bytes: config.max_upload_bytes,
             token_ttl_secs: config.token_ttl_secs,
             refresh_token_ttl_secs: config.refresh_token_ttl_secs,
+            agent_endpoints,
         }),
     };
     let app = api::router(state);
@@ -143,9 +159,11 @@ fn start_relay(
     store: &Store,
     tasks: &tokio_util::task::TaskTracker,
     shutdown: &CancellationToken,
-) -> Result<mqtt::RelayHandle, ServeError> {
+) -> Result<(mqtt::RelayHandle, config::MqttEndpoint), ServeError> {
     let mqtt_error = |e: &dyn std::fmt::Display| ServeError::Mqtt(e.to_string());
     let mut endpoint = config.mqtt_endpoint().map_err(|e| mqtt_error(&e))?;
+    // What agents are told: the same broker, with their own credentials.
+    let mut for_agents = endpoint.clone();
     if config.mqtt_url.is_none() {
         let password = store
             .coordinator_mqtt_password()
@@ -155,6 +173,7 @@ fn start_relay(
         let addr = mqtt::broker::connect_addr(addr);
         endpoint.host = addr.ip().to_string();
         endpoint.port = addr.port();
+        for_agents.port = addr.port();
         endpoint.username = Some(mqtt::broker::COORDINATOR_MQTT_USER.into());
         endpoint.password = Some(password);
         println!("mqtt broker on {addr}");
@@ -181,7 +200,55 @@ fn start_relay(
         requests,
         shutdown.clone(),
     ));
-    Ok(relay)
+    for_agents.username = None;
+    for_agents.password = None;
+    Ok((relay, for_agents))
+}
+
+/// Writes `agents/node-<id>.toml` in the data dir for the demo nodes, so the demo agent can be
+/// started at once.
+fn write_demo_agent_configs(
+    config: &Config,
+    store: &Store,
+    fleet: &demo::DemoFleet,
+    endpoints: &agent_config::AgentEndpoints,
+) -> Result<(), StoreError> {
+    let dir = config.data_dir.join("agents");
+    std::fs::create_dir_all(&dir)?;
+    for node_id in [fleet.drone_id, fleet.depot_id] {
+        let Some(node) = store.node(node_id)? else {
+            continue;
+        };
+        let secrets = store.node_secrets(node_id)?;
+        let text = agent_config::render(&secrets, &node.name, endpoints).replace(
+            "data_dir = \"./sortie-agent-data\"",
+            &format!(
+                "data_dir = \"{}\"",
+                dir.join(format!("node-{node_id}-data")).display()
+            ),
+        );
+        let path = dir.join(format!("node-{node_id}.toml"));
+        write_private(&path, &text)?;
+        println!(
+            "agent config for node {node_id} ({}): {}",
+            node.name,
+            path.display()
+        );
+    }
+    store.flush_blocking()
+}
+
+/// Writes a file only its owner can read (it holds secrets).
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())
 }
 
 /// Clears what an interrupted earlier run may have left: blob files no record names, jobs of

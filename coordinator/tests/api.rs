@@ -79,6 +79,12 @@ impl TestApp {
                 max_upload_bytes,
                 token_ttl_secs: 7200,
                 refresh_token_ttl_secs: 3600,
+                agent_endpoints: sortie_coordinator::agent_config::AgentEndpoints {
+                    mqtt: sortie_coordinator::config::MqttEndpoint::parse("mqtt://127.0.0.1:1883")
+                        .unwrap(),
+                    mqtt_prefix: "sortie/v1".into(),
+                    coordinator_url: "http://127.0.0.1:8000/gosd".into(),
+                },
             }),
         };
         TestApp {

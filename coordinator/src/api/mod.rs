@@ -56,6 +56,8 @@ pub struct ApiConfig {
     pub token_ttl_secs: u64,
     /// Lifetime of refresh tokens, in seconds.
     pub refresh_token_ttl_secs: u64,
+    /// What `GET /api/v1/nodes/{id}/agent-config` tells agents.
+    pub agent_endpoints: crate::agent_config::AgentEndpoints,
 }
 
 /// What every handler can reach. Cheap to clone.
@@ -238,6 +240,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
             nodes::update_node,
             nodes::delete_node
         ))
+        .routes(routes!(nodes::agent_config))
         .routes(routes!(blobs::upload_blobs))
         .routes(routes!(
             blobs::download_blob,

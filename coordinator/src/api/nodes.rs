@@ -152,3 +152,39 @@ pub async fn delete_node(
     tracing::info!(node_id = id, by = %user.username, "node deleted");
     Ok(Json(node))
 }
+
+/// The node's agent configuration file (TOML, with the node's credentials; admins only).
+/// Creates the credentials on first use.
+#[utoipa::path(get, path = "/api/v1/nodes/{id}/agent-config", tag = "nodes", security(("bearer" = [])),
+    params(("id" = u64, Path, description = "Node id")),
+    responses(
+        (status = 200, description = "The agent's config.toml", content_type = "application/toml"),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 404, description = "No such node", body = ErrorBody)))]
+pub async fn agent_config(
+    AdminUser(user): AdminUser,
+    State(state): State<AppState>,
+    AppPath(id): AppPath<u64>,
+) -> ApiResult<Response> {
+    use axum::response::IntoResponse;
+    let node = state
+        .store
+        .node(id)?
+        .ok_or_else(|| ApiError::not_found(format!("node {id} not found")))?;
+    let secrets = state.store.node_secrets(id)?;
+    state.store.flush().await?;
+    tracing::info!(node_id = id, by = %user.username, "agent config handed out");
+    let text = crate::agent_config::render(&secrets, &node.name, &state.config.agent_endpoints);
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/toml; charset=utf-8",
+            ),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        text,
+    )
+        .into_response())
+}

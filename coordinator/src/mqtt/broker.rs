@@ -8,8 +8,8 @@
 //! node's key (see `sortie_shared::envelope`), and the coordinator drops events whose topic,
 //! key and node disagree.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -21,28 +21,29 @@ pub const COORDINATOR_MQTT_USER: &str = "sortie-coordinator";
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    /// No free port could be found for `:0`.
-    #[error("finding a free port on {addr}: {source}")]
+    /// The address cannot be bound (in use, or not this host's).
+    #[error("cannot listen on {addr}: {source} (set --mqtt-listen, or --mqtt-url for an external broker)")]
     Port {
         /// The address asked for.
         addr: SocketAddr,
         /// Why.
         source: std::io::Error,
     },
-    /// The broker did not start listening in time.
-    #[error("the embedded MQTT broker did not start listening on {0} (is the port in use? set --mqtt-listen)")]
+    /// The broker failed to start.
+    #[error("the embedded MQTT broker did not start on {0} (see the log; set --mqtt-listen)")]
     NotListening(SocketAddr),
 }
 
 /// Starts the embedded broker on `listen` (port 0: a free port) in its own thread and returns
-/// the address it listens on once it accepts connections.
+/// the address it listens on.
 pub fn start(
     listen: SocketAddr,
     store: Store,
     coordinator_password: String,
 ) -> Result<SocketAddr, BrokerError> {
-    let addr = if listen.port() == 0 {
-        // rumqttd binds by itself and does not report the port, so pick one first.
+    // rumqttd binds by itself and reports neither the port nor a bind failure to its caller, so
+    // check the address (and pick the port for :0) first.
+    let addr = {
         let probe = TcpListener::bind(listen).map_err(|source| BrokerError::Port {
             addr: listen,
             source,
@@ -51,31 +52,30 @@ pub fn start(
             addr: listen,
             source,
         })?
-    } else {
-        listen
     };
-    if TcpStream::connect_timeout(&connect_addr(addr), Duration::from_millis(200)).is_ok() {
-        return Err(BrokerError::NotListening(addr));
-    }
     let config = broker_config(addr, store, coordinator_password);
+    let (failed_tx, failed_rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("mqtt-broker".into())
         .spawn(move || {
             let mut broker = rumqttd::Broker::new(config);
             if let Err(e) = broker.start() {
                 tracing::error!(error = %e, "embedded MQTT broker stopped");
+                let _ = failed_tx.send(e.to_string());
             }
         })
         .expect("spawning the broker thread");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&connect_addr(addr), Duration::from_millis(200)).is_ok() {
-            tracing::info!(%addr, "embedded MQTT broker listening");
-            return Ok(addr);
+    // A broker that cannot start fails at once; one that runs never answers.
+    match failed_rx.recv_timeout(Duration::from_millis(300)) {
+        Ok(reason) => {
+            tracing::error!(%addr, reason, "embedded MQTT broker failed");
+            Err(BrokerError::NotListening(addr))
         }
-        std::thread::sleep(Duration::from_millis(20));
+        Err(_) => {
+            tracing::info!(%addr, "embedded MQTT broker listening");
+            Ok(addr)
+        }
     }
-    Err(BrokerError::NotListening(addr))
 }
 
 /// Where to connect to reach a listener on `addr` (0.0.0.0 → 127.0.0.1).
