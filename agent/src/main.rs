@@ -1,24 +1,175 @@
 //! `sortie-agent`: the program that runs on each device.
 //!
-//! The MQTT relay that feeds it jobs is the next step of the project (see the README's roadmap);
-//! until it lands, the binary builds for every target and says plainly that it cannot run jobs.
+//! ```text
+//! sortie-agent [run] [--config agent.toml] [--node-id N ...]   run one agent (the default)
+//! sortie-agent print-default-config                            a commented config to start from
+//! sortie-agent swarm --config-dir DIR [--count N]              many agents in one process
+//! sortie-agent swarm --config a.toml --config b.toml ...
+//! ```
+//!
+//! Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 1 on a runtime failure, 2 for a bad
+//! command line or configuration.
 
-use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use sortie_agent::{ConfigLayer, DEFAULT_CONFIG};
+use tokio_util::sync::CancellationToken;
 
 /// Runs Sortie jobs on this device.
 #[derive(Debug, Parser)]
-#[command(name = "sortie-agent", version, about)]
+#[command(
+    name = "sortie-agent",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
-    /// The agent's configuration file (printed by `sortie-coordinator node agent-config ID`).
-    #[arg(long, env = "SORTIE_AGENT_CONFIG")]
-    config: Option<std::path::PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    anyhow::bail!(
-        "this build of sortie-agent cannot run jobs yet: the MQTT relay is not implemented \
-         (job states it will speak: {})",
-        sortie_shared::JobState::ALL.map(|s| s.as_str()).join(", ")
-    )
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the agent (the default).
+    Run(Box<RunArgs>),
+    /// Print a commented configuration file with the defaults.
+    PrintDefaultConfig,
+    /// Run many agents in one process, one per config file (a simulated fleet).
+    Swarm(SwarmArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The configuration file (from `sortie-coordinator node agent-config ID`).
+    #[arg(long, env = "SORTIE_AGENT_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    overrides: ConfigLayer,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("configs").required(true).args(["config_dir", "config"])))]
+struct SwarmArgs {
+    /// A directory of config files (`*.toml`, taken in name order).
+    #[arg(long)]
+    config_dir: Option<PathBuf>,
+    /// Config files, one per agent (repeat the flag or list several).
+    #[arg(long, num_args = 1..)]
+    config: Vec<PathBuf>,
+    /// How many agents to run (default: one per file).
+    #[arg(long)]
+    count: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Run(Box::new(cli.run)));
+    if let Command::PrintDefaultConfig = command {
+        print!("{DEFAULT_CONFIG}");
+        return ExitCode::SUCCESS;
+    }
+    init_tracing();
+    let outcome = match command {
+        Command::Run(args) => load_one(*args).map(|c| Work::One(Box::new(c))),
+        Command::Swarm(args) => load_swarm(args).map(Work::Swarm),
+        Command::PrintDefaultConfig => unreachable!("handled above"),
+    };
+    let work = match outcome {
+        Ok(work) => work,
+        Err(e) => {
+            eprintln!("sortie-agent: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(work) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("sortie-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+enum Work {
+    One(Box<sortie_agent::AgentConfig>),
+    Swarm(Vec<sortie_agent::AgentConfig>),
+}
+
+fn load_one(args: RunArgs) -> anyhow::Result<sortie_agent::AgentConfig> {
+    let file = match &args.config {
+        Some(path) => ConfigLayer::from_file(path)?,
+        None => ConfigLayer::default(),
+    };
+    Ok(file.merge(args.overrides).resolve()?)
+}
+
+fn load_swarm(args: SwarmArgs) -> anyhow::Result<Vec<sortie_agent::AgentConfig>> {
+    let files = match &args.config_dir {
+        Some(dir) => sortie_agent::swarm::config_files_in(dir)?,
+        None => args.config.clone(),
+    };
+    Ok(sortie_agent::swarm::load_swarm(&files, args.count)?)
+}
+
+fn run(work: Work) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sortie-agent")
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(stop_on_signal(shutdown.clone()));
+        match work {
+            Work::One(config) => sortie_agent::run(*config, shutdown)
+                .await
+                .context("agent failed"),
+            Work::Swarm(configs) => {
+                let total = configs.len();
+                match sortie_agent::swarm::run_swarm(configs, shutdown).await {
+                    0 => Ok(()),
+                    failed => anyhow::bail!("{failed} of {total} agents failed"),
+                }
+            }
+        }
+    })
+}
+
+/// The first SIGINT or SIGTERM stops cleanly; a second one exits at once.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot listen for SIGTERM/SIGINT");
+        return;
+    };
+    for round in 0..2 {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        if round == 0 {
+            tracing::info!("signal received: stopping (again to exit at once)");
+            shutdown.cancel();
+        }
+    }
+    tracing::warn!("second signal: exiting now");
+    std::process::exit(130);
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

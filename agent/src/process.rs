@@ -54,7 +54,8 @@ const MAX_LINE: usize = 16 * 1024;
 
 impl JobProcess {
     /// Starts `program` with `args` in `work_dir` as the leader of a new process group, with
-    /// `env` added to the environment. Each line of stdout and stderr goes to `lines`.
+    /// `env` added to the environment and the agent's own `SORTIE_AGENT_*` variables removed
+    /// (they may hold its secrets). Each line of stdout and stderr goes to `lines`.
     pub fn spawn(
         program: &Path,
         args: &[String],
@@ -72,6 +73,7 @@ impl JobProcess {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(false);
+        scrub_agent_env(&mut command);
         let mut child = command.spawn()?;
         let pid = child.id().expect("a just-spawned child has a pid") as i32;
         if let Some(stdout) = child.stdout.take() {
@@ -111,6 +113,16 @@ impl JobProcess {
     }
 }
 
+/// Removes the agent's own `SORTIE_AGENT_*` variables (its configuration, secrets included)
+/// from a child's environment.
+pub fn scrub_agent_env(command: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("SORTIE_AGENT_") {
+            command.env_remove(key);
+        }
+    }
+}
+
 fn exit_of(status: std::process::ExitStatus) -> Exit {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
@@ -136,7 +148,11 @@ pub fn group_alive(pgid: i32) -> bool {
     pgid > 1 && killpg(Pid::from_raw(pgid), None).is_ok()
 }
 
-async fn forward_lines<R: tokio::io::AsyncRead + Unpin>(reader: R, stream: Stream, lines: mpsc::Sender<OutputLine>) {
+async fn forward_lines<R: tokio::io::AsyncRead + Unpin>(
+    reader: R,
+    stream: Stream,
+    lines: mpsc::Sender<OutputLine>,
+) {
     let mut reader = BufReader::new(reader);
     let mut buffer = Vec::new();
     loop {
@@ -174,7 +190,14 @@ mod tests {
 
     fn sh(script: &str, lines: mpsc::Sender<OutputLine>) -> JobProcess {
         let dir = std::env::temp_dir();
-        JobProcess::spawn(Path::new("/bin/sh"), &["-c".into(), script.into()], &dir, &[("GREETING".into(), "hi".into())], lines).unwrap()
+        JobProcess::spawn(
+            Path::new("/bin/sh"),
+            &["-c".into(), script.into()],
+            &dir,
+            &[("GREETING".into(), "hi".into())],
+            lines,
+        )
+        .unwrap()
     }
 
     #[tokio::test]
