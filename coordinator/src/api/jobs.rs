@@ -120,6 +120,10 @@ async fn create(
         by = user,
         "job created"
     );
+    state
+        .relay
+        .send(RelayRequest::JobCreated(job.clone()))
+        .await;
     Ok(created(job))
 }
 

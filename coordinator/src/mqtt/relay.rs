@@ -112,6 +112,12 @@ impl Relay {
         match request {
             RelayRequest::JobCreated(job) => {
                 self.announce(&job, None).await;
+                tracing::debug!(
+                    job_id = job.id,
+                    node_id = job.node_id,
+                    online = self.online.contains_key(&job.node_id),
+                    "job created"
+                );
                 if self.online.contains_key(&job.node_id) {
                     self.dispatch(job).await;
                 }
