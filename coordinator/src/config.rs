@@ -228,9 +228,13 @@ impl MqttEndpoint {
 
     /// The URL form, with the credentials given.
     pub fn to_url(&self, username: &str, password: &str) -> String {
-        let encode = |s: &str| {
-            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-        };
+        // RFC 3986 unreserved characters stay as they are.
+        const USERINFO: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+            .remove(b'-')
+            .remove(b'.')
+            .remove(b'_')
+            .remove(b'~');
+        let encode = |s: &str| percent_encoding::utf8_percent_encode(s, USERINFO).to_string();
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {
@@ -302,7 +306,7 @@ mod tests {
         assert!(MqttEndpoint::parse("broker:1883").is_err());
         assert_eq!(
             e.to_url("node-1", "a b"),
-            "mqtt://node%2D1:a%20b@broker.local:1884"
+            "mqtt://node-1:a%20b@broker.local:1884"
         );
     }
 
