@@ -130,6 +130,34 @@ pub struct Store {
     refs: sled::Tree,
     /// The blob bytes.
     pub files: BlobFiles,
+    /// Requests to the group-commit flusher thread.
+    flusher: std::sync::mpsc::Sender<FlushWaiter>,
+}
+
+/// A flush request: the database (the thread holds no handle of its own, so dropping the last
+/// `Store` releases the database's lock at once) and who to tell once everything written before
+/// the request is durable.
+type FlushWaiter = (sled::Db, tokio::sync::oneshot::Sender<Result<(), String>>);
+
+/// Starts the thread that flushes for every batch of waiting requests. It ends when the last
+/// `Store` handle is dropped.
+fn start_flusher() -> std::sync::mpsc::Sender<FlushWaiter> {
+    let (tx, rx) = std::sync::mpsc::channel::<FlushWaiter>();
+    std::thread::Builder::new()
+        .name("store-flusher".into())
+        .spawn(move || {
+            while let Ok((db, first)) = rx.recv() {
+                let mut waiters = vec![first];
+                waiters.extend(rx.try_iter().map(|(_, waiter)| waiter));
+                let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
+                drop(db);
+                for waiter in waiters {
+                    let _ = waiter.send(result.clone());
+                }
+            }
+        })
+        .expect("spawning the store's flusher thread");
+    tx
 }
 
 impl std::fmt::Debug for Store {
@@ -171,6 +199,7 @@ impl Store {
             logs: tree("logs")?,
             refs: tree("refs")?,
             files: BlobFiles::open(&data_dir.join("blobs"))?,
+            flusher: start_flusher(),
             db,
         };
         store.check_schema_version()?;
@@ -196,9 +225,22 @@ impl Store {
     }
 
     /// Makes every change so far durable.
+    ///
+    /// Design: sled 0.34's `flush_async` deadlocks under concurrent callers (spacejam/sled#1308),
+    /// so flushes go to one thread that coalesces every request waiting into a single blocking
+    /// `flush` (group commit): under load, many writers share one fsync.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
-        Ok(())
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        self.flusher
+            .send((self.db.clone(), done_tx))
+            .map_err(|_| StoreError::Io(std::io::Error::other("the store's flusher stopped")))?;
+        match done_rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(StoreError::Io(std::io::Error::other(message))),
+            Err(_) => Err(StoreError::Io(std::io::Error::other(
+                "the store's flusher stopped",
+            ))),
+        }
     }
 
     /// Makes every change so far durable, blocking the thread (for the admin commands).
