@@ -35,7 +35,10 @@ fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let path = exe.parent().context("exe dir")?.join(name);
     if !path.exists() {
-        bail!("{} not found: run `cargo build --release --workspace` first", path.display());
+        bail!(
+            "{} not found: run `cargo build --release --workspace` first",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -47,7 +50,14 @@ impl Fleet {
         let mut coordinator = Command::new(sibling_binary("sortie-coordinator")?)
             .arg("--data-dir")
             .arg(dir.path().join("data"))
-            .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--mqtt-listen", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--demo",
+                "--listen",
+                "127.0.0.1:0",
+                "--mqtt-listen",
+                "127.0.0.1:0",
+            ])
             .env("RUST_LOG", "warn")
             .current_dir(dir.path())
             .stdout(Stdio::piped())
@@ -63,7 +73,9 @@ impl Fleet {
         let mut children = vec![coordinator];
         let (mut base_url, mut mqtt_addr, mut configs) = (None, None, Vec::new());
         while base_url.is_none() {
-            let line = rx.recv_timeout(Duration::from_secs(20)).context("the coordinator did not start")?;
+            let line = rx
+                .recv_timeout(Duration::from_secs(20))
+                .context("the coordinator did not start")?;
             if let Some(addr) = line.strip_prefix("mqtt broker on ") {
                 mqtt_addr = Some(addr.trim().to_owned());
             } else if let Some((_, path)) = line.split_once("): ") {
@@ -77,7 +89,8 @@ impl Fleet {
             [a, b, ..] => (a.clone(), b.clone()),
             _ => bail!("the demo printed no agent configs"),
         };
-        let config = std::fs::read_to_string(&node1)?.replace("heartbeat_secs = 5", "heartbeat_secs = 1");
+        let config =
+            std::fs::read_to_string(&node1)?.replace("heartbeat_secs = 5", "heartbeat_secs = 1");
         std::fs::write(&node1, config)?;
         children.push(
             Command::new(sibling_binary("sortie-agent")?)
@@ -103,7 +116,10 @@ impl Fleet {
         let fleet = Fleet {
             base_url,
             mqtt_addr: mqtt_addr.context("no broker address printed")?,
-            token: token["access_token"].as_str().context("no token")?.to_owned(),
+            token: token["access_token"]
+                .as_str()
+                .context("no token")?
+                .to_owned(),
             http,
             node2_config: node2,
             children,
@@ -132,7 +148,10 @@ impl Fleet {
 
     /// POST JSON (or nothing) and return the JSON answer.
     pub fn post(&self, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-        let mut request = self.http.post(format!("{}{path}", self.base_url)).bearer_auth(&self.token);
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base_url))
+            .bearer_auth(&self.token);
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -143,7 +162,8 @@ impl Fleet {
     pub fn plan(&self, name: &str, script: &[u8], extra: &[(&str, &str)]) -> anyhow::Result<u64> {
         let form = reqwest::blocking::multipart::Form::new().part(
             "script",
-            reqwest::blocking::multipart::Part::bytes(script.to_vec()).file_name(format!("{name}.sh")),
+            reqwest::blocking::multipart::Part::bytes(script.to_vec())
+                .file_name(format!("{name}.sh")),
         );
         let blob: Value = self
             .http
@@ -153,7 +173,10 @@ impl Fleet {
             .send()?
             .error_for_status()?
             .json()?;
-        let extra: serde_json::Map<String, Value> = extra.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        let extra: serde_json::Map<String, Value> = extra
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
         let plan = self.post(
             "/api/v2/plans/",
             Some(json!({"name": name, "node_id": 1, "files": {"script": blob["script"]}, "extra": extra})),
@@ -162,7 +185,13 @@ impl Fleet {
     }
 
     /// Polls a job (every 2 ms) until its status is one of `states`.
-    pub fn wait_status(&self, plan: u64, seq: u64, states: &[&str], limit: Duration) -> anyhow::Result<Value> {
+    pub fn wait_status(
+        &self,
+        plan: u64,
+        seq: u64,
+        states: &[&str],
+        limit: Duration,
+    ) -> anyhow::Result<Value> {
         let deadline = Instant::now() + limit;
         loop {
             let job = self.get(&format!("/api/v2/plans/{plan}/jobs/{seq}"))?;
@@ -178,7 +207,13 @@ impl Fleet {
     }
 
     /// Polls a job without pause until it has `state` (for latency measurement).
-    pub fn wait_status_fast(&self, plan: u64, seq: u64, state: &str, limit: Duration) -> anyhow::Result<()> {
+    pub fn wait_status_fast(
+        &self,
+        plan: u64,
+        seq: u64,
+        state: &str,
+        limit: Duration,
+    ) -> anyhow::Result<()> {
         let deadline = Instant::now() + limit;
         loop {
             let job = self.get(&format!("/api/v2/plans/{plan}/jobs/{seq}"))?;
@@ -198,8 +233,15 @@ impl Fleet {
             .find_map(|l| l.strip_prefix("mqtt_url = "))
             .context("no mqtt_url")?;
         let url = url::Url::parse(line.trim_matches('"'))?;
-        let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
-        Ok((decode(url.username()), decode(url.password().unwrap_or_default())))
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        Ok((
+            decode(url.username()),
+            decode(url.password().unwrap_or_default()),
+        ))
     }
 }
 
@@ -208,7 +250,9 @@ pub fn mqtt_round_trips(fleet: &Fleet, n: usize) -> anyhow::Result<Percentiles> 
     let (user, password) = fleet.node2_mqtt()?;
     let (host, port) = fleet.mqtt_addr.rsplit_once(':').context("broker addr")?;
     let mut options = rumqttc::MqttOptions::new("sortie-node-2", host, port.parse()?);
-    options.set_credentials(user, password).set_keep_alive(Duration::from_secs(5));
+    options
+        .set_credentials(user, password)
+        .set_keep_alive(Duration::from_secs(5));
     let (client, mut connection) = rumqttc::Client::new(options, 64);
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -230,14 +274,17 @@ pub fn mqtt_round_trips(fleet: &Fleet, n: usize) -> anyhow::Result<Percentiles> 
     });
     let topic = "sortie-bench/rtt";
     client.subscribe(topic, rumqttc::QoS::AtLeastOnce)?;
-    rx.recv_timeout(Duration::from_secs(10)).context("no SUBACK")?;
+    rx.recv_timeout(Duration::from_secs(10))
+        .context("no SUBACK")?;
     let mut samples = Vec::with_capacity(n);
     for i in 0..n {
         let payload = (i as u64).to_be_bytes().to_vec();
         let sent = Instant::now();
         client.publish(topic, rumqttc::QoS::AtLeastOnce, false, payload.clone())?;
         loop {
-            let got = rx.recv_timeout(Duration::from_secs(10)).context("round trip lost")?;
+            let got = rx
+                .recv_timeout(Duration::from_secs(10))
+                .context("round trip lost")?;
             if got.as_deref() == Some(&payload[..]) {
                 break;
             }

@@ -35,19 +35,35 @@ struct Cli {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let fleet = Fleet::start().context("starting the coordinator and the agent")?;
-    eprintln!("coordinator {} · broker {} · agent online", fleet.base_url, fleet.mqtt_addr);
+    eprintln!(
+        "coordinator {} · broker {} · agent online",
+        fleet.base_url, fleet.mqtt_addr
+    );
 
     let mqtt = harness::mqtt_round_trips(&fleet, cli.jobs)?;
     let dispatch = dispatch_latency(&fleet, cli.jobs)?;
     let cancel = cancel_latency(&fleet, cli.jobs)?;
 
     println!();
-    println!("{:<34} {:>9} {:>9} {:>9} {:>9} {:>7}", "figure (ms)", "p50", "p99", "p999", "max", "n");
-    for (name, p) in [("raw MQTT round trip (QoS 1)", &mqtt), ("dispatch: POST job → started", &dispatch), ("cancel: POST cancel → cancelled", &cancel)] {
-        println!("{:<34} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>7}", name, p.p50, p.p99, p.p999, p.max, p.n);
+    println!(
+        "{:<34} {:>9} {:>9} {:>9} {:>9} {:>7}",
+        "figure (ms)", "p50", "p99", "p999", "max", "n"
+    );
+    for (name, p) in [
+        ("raw MQTT round trip (QoS 1)", &mqtt),
+        ("dispatch: POST job → started", &dispatch),
+        ("cancel: POST cancel → cancelled", &cancel),
+    ] {
+        println!(
+            "{:<34} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>7}",
+            name, p.p50, p.p99, p.p999, p.max, p.n
+        );
     }
     println!();
-    println!("dispatch p99 / raw MQTT p99 = {:.2}  (target ≤ 3, and dispatch p99 < 10 ms)", dispatch.p99 / mqtt.p99);
+    println!(
+        "dispatch p99 / raw MQTT p99 = {:.2}  (target ≤ 3, and dispatch p99 < 10 ms)",
+        dispatch.p99 / mqtt.p99
+    );
     println!("cancel p99 = {:.2} ms  (target < 20 ms)", cancel.p99);
     if let Some(path) = &cli.json {
         let figures = json!({
@@ -72,7 +88,8 @@ fn dispatch_latency(fleet: &Fleet, jobs: usize) -> anyhow::Result<Percentiles> {
         let job = fleet.post(&format!("/api/v2/plans/{plan}/jobs/"), None)?;
         let seq = job["job_id"].as_u64().context("job_id")?;
         let done = fleet.wait_status(plan, seq, &["success"], Duration::from_secs(10))?;
-        let started = harness::parse_rfc3339_ms(done["started_at"].as_str().context("started_at")?)?;
+        let started =
+            harness::parse_rfc3339_ms(done["started_at"].as_str().context("started_at")?)?;
         samples.push(started - sent);
         progress("dispatch", i, jobs);
     }
