@@ -93,6 +93,10 @@ pub async fn run_link(
     let mut generation = 0u64;
     loop {
         let (client, mut eventloop) = AsyncClient::new(options(&settings, &status_topic), 64);
+        // Events are small and latency-bound (a cancel confirmation): no Nagle delay.
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
         let error = loop {
             let event = tokio::select! {
                 _ = stop.cancelled() => {

@@ -254,6 +254,9 @@ pub fn mqtt_round_trips(fleet: &Fleet, n: usize) -> anyhow::Result<Percentiles> 
         .set_credentials(user, password)
         .set_keep_alive(Duration::from_secs(5));
     let (client, mut connection) = rumqttc::Client::new(options, 64);
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    connection.eventloop.set_network_options(network);
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for event in connection.iter() {

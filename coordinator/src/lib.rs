@@ -28,7 +28,7 @@ pub mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiConfig, AppState};
@@ -134,6 +134,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     tasks.spawn(purge_expired_tokens(store.clone(), shutdown.clone()));
     tasks.close();
 
+    // Small JSON answers and cancel requests are latency-bound: no Nagle delay.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream: &mut TcpStream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "setting TCP_NODELAY");
+        }
+    });
     let server =
         axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let grace = Duration::from_secs(config.shutdown_grace_secs);

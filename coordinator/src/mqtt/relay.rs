@@ -52,7 +52,11 @@ pub async fn run(
     if let Some(user) = &settings.username {
         options.set_credentials(user.clone(), settings.password.clone().unwrap_or_default());
     }
-    let (client, eventloop) = AsyncClient::new(options, 4096);
+    let (client, mut eventloop) = AsyncClient::new(options, 4096);
+    // Commands are small and latency-bound: do not let Nagle hold them back.
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
     let (link_tx, mut link_rx) = mpsc::channel(4096);
     let link_task = tokio::spawn(link::run(eventloop, link_tx, shutdown.clone()));
 
