@@ -79,16 +79,20 @@ impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or(AuthFailure::Missing)?
-            .to_str()
-            .map_err(|_| AuthFailure::Malformed)?;
-        let token = parse_authorization(value)?;
-        let user = authenticate(&state.store, token)??;
+        let user = authenticate(&state.store, bearer_token(parts)?)??;
         Ok(CurrentUser(user))
     }
+}
+
+/// The token of the request's `Authorization` header.
+fn bearer_token(parts: &Parts) -> Result<&str, AuthFailure> {
+    let value = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .ok_or(AuthFailure::Missing)?
+        .to_str()
+        .map_err(|_| AuthFailure::Malformed)?;
+    parse_authorization(value)
 }
 
 /// Who may read and upload blobs: a user, or a node's agent with its node token (it downloads
@@ -115,13 +119,7 @@ impl FromRequestParts<AppState> for BlobActor {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or(AuthFailure::Missing)?
-            .to_str()
-            .map_err(|_| AuthFailure::Malformed)?;
-        let token = parse_authorization(value)?;
+        let token = bearer_token(parts)?;
         if let Some(node_id) = crate::auth::authenticate_node(&state.store, token)? {
             return Ok(BlobActor::Node(node_id));
         }
