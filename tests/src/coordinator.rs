@@ -10,8 +10,11 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
+use crate::broker::{BrokerKind, Mosquitto};
 use crate::{demo_token, wait_until, Api};
 
+/// A free loopback port, chosen by the kernel.
+const ANY_PORT: &str = "127.0.0.1:0";
 /// How long a server may take to print its `listening on` line.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a server may take to exit after SIGTERM (its drain grace is 10 s).
@@ -27,8 +30,19 @@ pub fn coordinator_bin() -> PathBuf {
     if let Some(path) = std::env::var_os("SORTIE_COORDINATOR_BIN") {
         return PathBuf::from(path);
     }
+    let bin = sibling_binary("sortie-coordinator");
+    assert!(
+        bin.is_file(),
+        "{} does not exist: run `cargo build --workspace` (or `cargo build -p sortie-coordinator`) first",
+        bin.display()
+    );
+    bin
+}
+
+/// `target/<profile>/<name>` for the profile of the running test executable.
+pub(crate) fn sibling_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable has a path");
-    // target/<profile>/deps/<test>-<hash> → target/<profile>/sortie-coordinator
+    // target/<profile>/deps/<test>-<hash> → target/<profile>/<name>
     let profile_dir = exe
         .parent()
         .and_then(|deps| {
@@ -39,16 +53,7 @@ pub fn coordinator_bin() -> PathBuf {
             }
         })
         .expect("the test executable lives in target/<profile>/deps");
-    let bin = profile_dir.join(format!(
-        "sortie-coordinator{}",
-        std::env::consts::EXE_SUFFIX
-    ));
-    assert!(
-        bin.is_file(),
-        "{} does not exist: run `cargo build --workspace` (or `cargo build -p sortie-coordinator`) first",
-        bin.display()
-    );
-    bin
+    profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
 }
 
 /// How to start a server. Build with the methods; `ServeOptions::default()` is a plain server.
@@ -62,6 +67,14 @@ pub struct ServeOptions {
     pub token_ttl: Option<u64>,
     /// Serve this data dir instead of a fresh one inside the server's scratch dir.
     pub data_dir: Option<PathBuf>,
+    /// The MQTT broker: the embedded one on a free port (the default), or a private Mosquitto
+    /// that the [`Coordinator`] starts, owns and passes as `--mqtt-url`.
+    pub broker: BrokerKind,
+    /// Keep the HTTP and embedded-broker ports across [`Coordinator::restart`], as a real
+    /// deployment does: running agents hold those addresses.
+    pub keep_ports: bool,
+    /// More arguments for `serve`.
+    pub extra_args: Vec<String>,
 }
 
 impl ServeOptions {
@@ -71,6 +84,29 @@ impl ServeOptions {
             demo: true,
             ..Self::default()
         }
+    }
+
+    /// A server for the relay tests: the demo fleet, ports kept across restarts, and the
+    /// broker `SORTIE_TEST_BROKER` asks for ([`BrokerKind::from_env`]).
+    pub fn relay() -> Self {
+        ServeOptions {
+            demo: true,
+            keep_ports: true,
+            broker: BrokerKind::from_env(),
+            ..Self::default()
+        }
+    }
+
+    /// Uses a private Mosquitto instead of the embedded broker, whatever the environment says.
+    pub fn mosquitto(mut self) -> Self {
+        self.broker = BrokerKind::Mosquitto;
+        self
+    }
+
+    /// Adds an argument for `serve`.
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.extra_args.push(arg.to_owned());
+        self
     }
 
     /// Sets `--max-upload`.
@@ -97,7 +133,8 @@ impl ServeOptions {
 /// Owns a scratch dir holding the server's stderr (`stderr.log`) and, unless a data dir was
 /// given, its data dir (`work/data`). The server runs with the scratch dir's `work/` as its
 /// working directory, so anything it might write by a relative path stays inside the scratch
-/// dir. Dropping the value kills the process and, if the test is panicking, prints the log.
+/// dir. Dropping the value kills the process (and its Mosquitto, if it has one) and, if the
+/// test is panicking, prints the log.
 pub struct Coordinator {
     child: Child,
     options: ServeOptions,
@@ -105,6 +142,7 @@ pub struct Coordinator {
     data_dir: PathBuf,
     base_url: String,
     stdout: Arc<Mutex<Vec<String>>>,
+    mosquitto: Option<Mosquitto>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -134,10 +172,18 @@ impl Coordinator {
             .data_dir
             .clone()
             .unwrap_or_else(|| work.join("data"));
-        Self::spawn(options, scratch, data_dir)
+        let mosquitto = (options.broker == BrokerKind::Mosquitto).then(Mosquitto::start);
+        Self::spawn(options, scratch, data_dir, mosquitto, ANY_PORT, ANY_PORT)
     }
 
-    fn spawn(options: ServeOptions, scratch: TempDir, data_dir: PathBuf) -> Coordinator {
+    fn spawn(
+        options: ServeOptions,
+        scratch: TempDir,
+        data_dir: PathBuf,
+        mosquitto: Option<Mosquitto>,
+        listen: &str,
+        mqtt_listen: &str,
+    ) -> Coordinator {
         let log_path = scratch.path().join("stderr.log");
         let log = File::options()
             .create(true)
@@ -148,22 +194,22 @@ impl Coordinator {
         command
             .arg("--data-dir")
             .arg(&data_dir)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--mqtt-listen",
-                "127.0.0.1:0",
-            ])
+            .args(["serve", "--listen", listen])
             .current_dir(scratch.path().join("work"))
             .env_remove("SORTIE_CONFIG")
             .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
+        match &mosquitto {
+            Some(broker) => command.args(["--mqtt-url", &broker.url()]),
+            None => command.args(["--mqtt-listen", mqtt_listen]),
+        };
         if options.demo {
             command.arg("--demo");
         }
+        command.args(&options.extra_args);
         if let Some(size) = &options.max_upload {
             command.args(["--max-upload", size]);
         }
@@ -210,6 +256,7 @@ impl Coordinator {
             data_dir,
             base_url,
             stdout: lines,
+            mosquitto,
         }
     }
 
@@ -261,6 +308,20 @@ impl Coordinator {
             .map(|addr| addr.trim().to_owned())
     }
 
+    /// The private Mosquitto this server uses, if it has one ([`ServeOptions::mosquitto`]).
+    pub fn mosquitto(&mut self) -> Option<&mut Mosquitto> {
+        self.mosquitto.as_mut()
+    }
+
+    /// The API's `host:port`.
+    pub fn http_addr(&self) -> &str {
+        let rest = self
+            .base_url
+            .strip_prefix("http://")
+            .unwrap_or(&self.base_url);
+        rest.split('/').next().unwrap_or(rest)
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -301,20 +362,28 @@ impl Coordinator {
     }
 
     /// Stops the process if it still runs (SIGTERM), then starts a new one with the same
-    /// options on the same data dir. The new server listens on a new port. Call [`stop`] or
+    /// options on the same data dir (and the same Mosquitto, if it has one). The new server
+    /// listens on new ports, unless [`ServeOptions::keep_ports`] is set. Call [`stop`] or
     /// [`kill_9`] first to check how the old one ended.
     ///
     /// [`stop`]: Coordinator::stop
     /// [`kill_9`]: Coordinator::kill_9
     pub fn restart(mut self) -> Coordinator {
         self.stop();
+        let (listen, mqtt_listen) = if self.options.keep_ports {
+            let mqtt = self.mqtt_addr().unwrap_or_else(|| ANY_PORT.to_owned());
+            (self.http_addr().to_owned(), mqtt)
+        } else {
+            (ANY_PORT.to_owned(), ANY_PORT.to_owned())
+        };
         // Move the parts out; `self` is then dropped with nothing left to kill.
         let options = self.options.clone();
         let data_dir = self.data_dir.clone();
         let placeholder = tempfile::tempdir().expect("creating a placeholder dir");
         let scratch = std::mem::replace(&mut self.scratch, placeholder);
+        let mosquitto = self.mosquitto.take();
         drop(self);
-        Self::spawn(options, scratch, data_dir)
+        Self::spawn(options, scratch, data_dir, mosquitto, &listen, &mqtt_listen)
     }
 }
 
@@ -326,9 +395,15 @@ impl Drop for Coordinator {
         }
         if std::thread::panicking() {
             let log = self.stderr();
-            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            // Polling GETs would drown what happened.
+            let tail: Vec<&str> = log
+                .lines()
+                .rev()
+                .filter(|line| !line.contains("api: request method=GET"))
+                .take(80)
+                .collect();
             eprintln!(
-                "--- sortie-coordinator stderr ({}), last {} lines ---",
+                "--- sortie-coordinator stderr ({}), last {} lines but GET requests ---",
                 self.base_url,
                 tail.len()
             );
