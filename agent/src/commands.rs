@@ -118,6 +118,9 @@ async fn handle(
             .await
             .ok_or(Refusal::SupervisorGone)??,
         Command::Ping { nonce } => {
+            // The coordinator pings when it saw a gap in our events (it was not subscribed
+            // when they went out): send everything unacknowledged again, then the Pong.
+            journal.request_resend();
             journal.append(vec![Event::Pong { nonce }]).await?;
         }
         Command::Ack { seq } => {

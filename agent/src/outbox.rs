@@ -46,6 +46,7 @@ pub async fn run_publisher(
     }
     .to_string(&settings.prefix);
     let mut durable = journal.durable();
+    let mut resend = journal.resend_requests();
     let mut generation = 0;
     // Highest seq sent on the current connection; None: nothing yet, start from the oldest.
     let mut sent: Option<u64> = None;
@@ -106,6 +107,11 @@ pub async fn run_publisher(
             _ = stop.cancelled() => return,
             changed = link.changed() => if changed.is_err() { return },
             changed = durable.changed() => if changed.is_err() { return },
+            changed = resend.changed() => {
+                if changed.is_err() { return }
+                tracing::debug!(backlog = journal.outbox_len(), "the coordinator asked for the outbox again");
+                sent = None;
+            }
         }
     }
 }

@@ -62,13 +62,11 @@ fn a_job_survives_a_broker_restart() {
 /// The job ends while the broker is down; its `Finished` waits in the agent's outbox and must
 /// arrive once the broker is back.
 ///
-/// Ignored: fails intermittently. Mosquitto (no persistence) comes back without the
-/// coordinator's subscription; when the agent reconnects first, it resends its outbox before
-/// the coordinator has subscribed, the broker drops it, and the coordinator's cumulative `Ack`
-/// of the agent's next heartbeat removes the lost `Finished` from the outbox for good. Run it
-/// with `cargo test -p sortie-tests --test relay_broker -- --ignored` once fixed.
+/// Mosquitto (no persistence) comes back without the coordinator's subscription; when the
+/// agent reconnects first, it resends its outbox before the coordinator has subscribed and the
+/// broker drops it. The coordinator then sees a gap in the agent's seqs, does not ack past it,
+/// and asks for the outbox again (a `Ping`), so the `Finished` still arrives.
 #[test]
-#[ignore = "coordinator/agent bug: events resent before the coordinator subscribed are lost"]
 fn a_job_that_ends_while_the_broker_is_down_is_reported_when_it_returns() {
     if !mosquitto_or_skip("a_job_that_ends_while_the_broker_is_down_is_reported_when_it_returns") {
         return;

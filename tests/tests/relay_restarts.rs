@@ -157,13 +157,10 @@ fn coordinator_kill_9_mid_job_then_restart_gets_the_final_state() {
 /// must wait (in the agent's outbox, or the external broker's session) and arrive after the
 /// restart.
 ///
-/// Ignored: with the embedded broker it fails (the job stays `running`). The restarted broker
-/// accepts the agent ~300 ms before the coordinator has subscribed; the agent resends its
-/// outbox into that gap, where the broker drops it, and the coordinator's cumulative `Ack` of
-/// the agent's next heartbeat then removes the lost `Finished` from the outbox for good.
-/// Run it with `cargo test -p sortie-tests --test relay_restarts -- --ignored` once fixed.
+/// With the embedded broker, the restarted broker accepts the agent before the coordinator has
+/// subscribed, so the agent's resent outbox is dropped. The coordinator then sees a gap in the
+/// agent's seqs, does not ack past it, and asks for the outbox again, so `Finished` arrives.
 #[test]
-#[ignore = "coordinator/agent bug: events resent before the coordinator subscribed are lost"]
 fn a_job_that_ends_while_the_coordinator_is_dead_is_reported_after_restart() {
     let server = Coordinator::start(ServeOptions::relay());
     let api = server.demo_api();

@@ -62,6 +62,8 @@ struct Inner {
     /// Held from assigning `seq`s to announcing them, so the outbox fills in order.
     seq: Mutex<SeqCounter>,
     durable: watch::Sender<u64>,
+    /// Bumped when the coordinator asks for the outbox again (it saw a gap).
+    resend: watch::Sender<u64>,
     node_id: u64,
     commands: Mutex<ReplayGuard>,
 }
@@ -105,7 +107,17 @@ impl Journal {
             jobs: db.open_tree("jobs")?,
             outbox: db.open_tree("outbox")?,
             meta,
-            seq: Mutex::new(SeqCounter::resume(last_seq, crate::now_ms())),
+            // Design: seqs continue at last + 1, so the coordinator can tell a lost event (a
+            // gap) from a restart; the time-based floor only starts a fresh journal high.
+            seq: Mutex::new(SeqCounter::resume(
+                last_seq,
+                if last_seq.is_some() {
+                    0
+                } else {
+                    crate::now_ms()
+                },
+            )),
+            resend: watch::Sender::new(0),
             durable: watch::Sender::new(last_seq.unwrap_or(0)),
             node_id,
             commands: Mutex::new(guard),
@@ -237,6 +249,16 @@ impl Journal {
     /// after each commit with events.
     pub fn durable(&self) -> watch::Receiver<u64> {
         self.inner.durable.subscribe()
+    }
+
+    /// Asks the publisher to send the whole outbox again, from the oldest entry.
+    pub fn request_resend(&self) {
+        self.inner.resend.send_modify(|n| *n += 1);
+    }
+
+    /// Resend requests (see [`Journal::request_resend`]).
+    pub fn resend_requests(&self) -> watch::Receiver<u64> {
+        self.inner.resend.subscribe()
     }
 
     /// Whether a command with `seq` is new (see [`ReplayGuard::check`]).

@@ -33,7 +33,13 @@ pub(super) struct Relay {
     command_seq: SeqCounter,
     /// Nodes heard from, and when.
     pub(super) online: HashMap<u64, Instant>,
+    /// When each node was last asked to resend its outbox.
+    resend_asked: HashMap<u64, Instant>,
 }
+
+/// A seq this far above the last accepted one is a fresh agent journal (its first seq is the
+/// time in µs), not a gap: about 16 minutes' worth of microseconds.
+const FRESH_JOURNAL_JUMP: u64 = 1_000_000_000;
 
 /// Runs the relay until `shutdown`.
 pub async fn run(
@@ -77,6 +83,7 @@ pub async fn run(
         guard,
         command_seq: SeqCounter::resume(None, now_ms),
         online: HashMap::new(),
+        resend_asked: HashMap::new(),
     };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -224,6 +231,15 @@ impl Relay {
             // Already applied: the agent missed our ack. Acknowledge again, change nothing.
             return Some(seq);
         }
+        if let Some(last) = self.guard.last_accepted(node_id) {
+            if seq > last + 1 && seq - last < FRESH_JOURNAL_JUMP {
+                // Events between were published while we were not subscribed (a restart of
+                // ours or the broker's). Acking this one would make the agent drop them:
+                // ask for its outbox again instead; it resends from the oldest, in order.
+                self.request_resend(node_id, last, seq).await;
+                return None;
+            }
+        }
         let is_heartbeat = matches!(event, Event::Heartbeat { .. });
         let entry = heard.entry(node_id).or_insert(false);
         *entry |= is_heartbeat;
@@ -247,6 +263,26 @@ impl Relay {
                 let _ = self.store.set_node_presence(node_id, false);
             }
         }
+    }
+
+    /// Asks node `node_id` to resend its outbox (at most twice a second).
+    async fn request_resend(&mut self, node_id: u64, last: u64, seen: u64) {
+        let recently = self
+            .resend_asked
+            .get(&node_id)
+            .is_some_and(|at| at.elapsed() < Duration::from_millis(500));
+        if recently {
+            return;
+        }
+        tracing::warn!(
+            node_id,
+            last_accepted = last,
+            seen,
+            "gap in a node's events; asking it to resend"
+        );
+        self.resend_asked.insert(node_id, Instant::now());
+        let nonce = rand::random();
+        self.publish_command(node_id, Command::Ping { nonce }).await;
     }
 
     /// The node's key, cached. None if the node has no credentials (never configured).
