@@ -235,3 +235,42 @@ fn a_job_for_an_offline_node_waits_and_runs_when_its_agent_comes() {
     );
     assert_eq!(node_status(&api, 1), "online");
 }
+
+/// A job that runs past its plan's `timeout_s` ends `timeout` and its processes are stopped on
+/// the device. Retrying it runs the same inputs again as a new
+/// job of the plan.
+#[test]
+fn a_job_over_its_time_limit_times_out_and_can_be_retried() {
+    let server = Coordinator::start(ServeOptions::relay());
+    let api = server.demo_api();
+    let _agent = Agent::start(&api, 1);
+    let marker = unique_marker();
+    let script = "#!/bin/sh\necho \"try $SORTIE_EXTRA_TRY\"\nsh -c 'sleep 600; exit 0' \"$SORTIE_EXTRA_MARKER\"\n";
+    let plan = script_plan(&api, 1, script, &[("marker", &marker), ("timeout_s", "1")]);
+    let job = JobHandle::create(&api, plan, &[("try", "first")]);
+    job.wait_for(&api, "running", JOB_TIMEOUT);
+
+    let done = job.wait_for(&api, "timeout", JOB_TIMEOUT);
+    let reason = done["reason"].as_str().unwrap_or_default();
+    // The agent enforces the limit it got in the dispatch ("timed out after 1 s"); the
+    // coordinator's own clock is the backstop ("ran longer than its time limit of 1 s").
+    assert!(reason.contains("1 s"), "{done}");
+    wait_processes_gone(&marker, JOB_TIMEOUT);
+
+    let retried = api
+        .post_json(&format!("{}/retry", job.path()), &serde_json::json!({}))
+        .expect(201);
+    assert_eq!(retried["job_id"], job.seq + 1, "{retried}");
+    assert_eq!(
+        retried["extra"]["try"], "first",
+        "the retry keeps the job's inputs: {retried}"
+    );
+    let again = JobHandle {
+        plan_id: plan,
+        seq: retried["job_id"].as_u64().expect("job_id"),
+        id: retried["id"].as_u64().expect("id"),
+    };
+    again.wait_log(&api, "try first", JOB_TIMEOUT);
+    again.wait_for(&api, "timeout", JOB_TIMEOUT);
+    wait_processes_gone(&marker, JOB_TIMEOUT);
+}
