@@ -38,6 +38,7 @@ pub mod process;
 pub mod recovery;
 pub mod supervisor;
 pub mod swarm;
+pub mod swarm_register;
 
 #[cfg(test)]
 mod testing;

@@ -5,6 +5,7 @@
 //! sortie-agent print-default-config                            a commented config to start from
 //! sortie-agent swarm --config-dir DIR [--count N]              many agents in one process
 //! sortie-agent swarm --config a.toml --config b.toml ...
+//! sortie-agent swarm --register URL --admin-token T --count N [--name-prefix sim-] [--data-dir D]
 //! ```
 //!
 //! Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 1 on a runtime failure, 2 for a bad
@@ -53,7 +54,7 @@ struct RunArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("configs").required(true).args(["config_dir", "config"])))]
+#[command(group(ArgGroup::new("configs").required(true).args(["config_dir", "config", "register"])))]
 struct SwarmArgs {
     /// A directory of config files (`*.toml`, taken in name order).
     #[arg(long)]
@@ -61,9 +62,22 @@ struct SwarmArgs {
     /// Config files, one per agent (repeat the flag or list several).
     #[arg(long, num_args = 1..)]
     config: Vec<PathBuf>,
-    /// How many agents to run (default: one per file).
+    /// How many agents to run (default: one per file; required with --register).
     #[arg(long)]
     count: Option<usize>,
+    /// Register the fleet itself: create (or reuse) nodes `<prefix>00001`… on the coordinator at
+    /// this API URL (e.g. http://127.0.0.1:8000/gosd) and fetch their agent configs.
+    #[arg(long, requires = "admin_token")]
+    register: Option<String>,
+    /// An admin's bearer token for --register (`sortie-coordinator token issue demo`).
+    #[arg(long, env = "SORTIE_AGENT_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Name prefix of the registered nodes.
+    #[arg(long, default_value = "sim-")]
+    name_prefix: String,
+    /// Where the registered agents keep their journals (one directory per node).
+    #[arg(long, default_value = "./sortie-swarm-data")]
+    data_dir: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -76,6 +90,13 @@ fn main() -> ExitCode {
     init_tracing();
     let outcome = match command {
         Command::Run(args) => load_one(*args).map(|c| Work::One(Box::new(c))),
+        Command::Swarm(args) if args.register.is_some() => {
+            if args.count.unwrap_or(0) == 0 {
+                Err(anyhow::anyhow!("--register needs --count N (at least 1)"))
+            } else {
+                Ok(Work::RegisterSwarm(args))
+            }
+        }
         Command::Swarm(args) => load_swarm(args).map(Work::Swarm),
         Command::PrintDefaultConfig => unreachable!("handled above"),
     };
@@ -99,6 +120,7 @@ fn main() -> ExitCode {
 enum Work {
     One(Box<sortie_agent::AgentConfig>),
     Swarm(Vec<sortie_agent::AgentConfig>),
+    RegisterSwarm(SwarmArgs),
 }
 
 fn load_one(args: RunArgs) -> anyhow::Result<sortie_agent::AgentConfig> {
@@ -130,15 +152,32 @@ fn run(work: Work) -> anyhow::Result<()> {
             Work::One(config) => sortie_agent::run(*config, shutdown)
                 .await
                 .context("agent failed"),
-            Work::Swarm(configs) => {
-                let total = configs.len();
-                match sortie_agent::swarm::run_swarm(configs, shutdown).await {
-                    0 => Ok(()),
-                    failed => anyhow::bail!("{failed} of {total} agents failed"),
-                }
+            Work::Swarm(configs) => swarm(configs, shutdown).await,
+            Work::RegisterSwarm(args) => {
+                let configs = sortie_agent::swarm_register::register_fleet(
+                    args.register.as_deref().unwrap_or_default(),
+                    args.admin_token.as_deref().unwrap_or_default(),
+                    args.count.unwrap_or_default(),
+                    &args.name_prefix,
+                    &args.data_dir,
+                )
+                .await
+                .context("registering the swarm's nodes")?;
+                swarm(configs, shutdown).await
             }
         }
     })
+}
+
+async fn swarm(
+    configs: Vec<sortie_agent::AgentConfig>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let total = configs.len();
+    match sortie_agent::swarm::run_swarm(configs, shutdown).await {
+        0 => Ok(()),
+        failed => anyhow::bail!("{failed} of {total} agents failed"),
+    }
 }
 
 /// The first SIGINT or SIGTERM stops cleanly; a second one exits at once.
