@@ -45,8 +45,12 @@ pub async fn register_fleet(
         .no_proxy()
         .build()
         .map_err(|e| api_error("building the HTTP client", e))?;
-    let existing: Vec<Value> = send(http.get(format!("{base}/api/v1/nodes/")).bearer_auth(admin_token), "listing nodes")
-        .await?;
+    let existing: Vec<Value> = send(
+        http.get(format!("{base}/api/v1/nodes/"))
+            .bearer_auth(admin_token),
+        "listing nodes",
+    )
+    .await?;
     let mut by_name: HashMap<String, u64> = existing
         .iter()
         .filter_map(|n| Some((n["name"].as_str()?.to_owned(), n["id"].as_u64()?)))
@@ -59,11 +63,15 @@ pub async fn register_fleet(
             None => {
                 let body = json!({"name": name, "type_name": "air", "description": "simulated by sortie-agent swarm"});
                 let node: Value = send(
-                    http.post(format!("{base}/api/v1/nodes/")).bearer_auth(admin_token).json(&body),
+                    http.post(format!("{base}/api/v1/nodes/"))
+                        .bearer_auth(admin_token)
+                        .json(&body),
                     &format!("creating node {name}"),
                 )
                 .await?;
-                let id = node["id"].as_u64().ok_or_else(|| api_error(&format!("creating node {name}"), "no id in the answer"))?;
+                let id = node["id"].as_u64().ok_or_else(|| {
+                    api_error(&format!("creating node {name}"), "no id in the answer")
+                })?;
                 by_name.insert(name.clone(), id);
                 id
             }
@@ -80,7 +88,8 @@ pub async fn register_fleet(
         if !status.is_success() {
             return Err(api_error(&what, format!("{status}: {text}")));
         }
-        let layer = ConfigLayer::from_toml(&text).map_err(|detail| RegisterError::Config { node_id, detail })?;
+        let layer = ConfigLayer::from_toml(&text)
+            .map_err(|detail| RegisterError::Config { node_id, detail })?;
         let mut config = layer.resolve().map_err(|e| RegisterError::Config {
             node_id,
             detail: e.to_string(),
@@ -91,7 +100,10 @@ pub async fn register_fleet(
     Ok(configs)
 }
 
-async fn send<T: serde::de::DeserializeOwned>(request: reqwest::RequestBuilder, what: &str) -> Result<T, RegisterError> {
+async fn send<T: serde::de::DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    what: &str,
+) -> Result<T, RegisterError> {
     let response = request.send().await.map_err(|e| api_error(what, e))?;
     let status = response.status();
     if !status.is_success() {
