@@ -73,21 +73,19 @@ impl Relay {
                 sha256: blob.sha256,
             });
         }
-        let mut extra = plan.extra.clone();
-        extra.extend(job.extra.clone());
-        let seconds = |key: &str| {
-            extra
-                .get(key)
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .filter(|s| *s > 0)
-        };
+        let extra = merged_extra(&plan.extra, &job.extra);
         Ok(JobDispatch {
             job: job_ref(job),
-            timeout_s: seconds("timeout_s").or(self.settings.default_timeout.map(|d| d.as_secs())),
-            abort_on_link_loss_s: seconds("abort_on_link_loss_s"),
+            timeout_s: self.time_limit(&extra),
+            abort_on_link_loss_s: positive_seconds(&extra, "abort_on_link_loss_s"),
             files,
             extra,
         })
+    }
+
+    /// A job's time limit in seconds: its merged `extra.timeout_s`, else the default.
+    fn time_limit(&self, extra: &BTreeMap<String, String>) -> Option<u64> {
+        positive_seconds(extra, "timeout_s").or(self.settings.default_timeout.map(|d| d.as_secs()))
     }
 
     /// Tells a job's node to stop it. Sent even if the node seems offline: the broker keeps it
@@ -165,7 +163,11 @@ impl Relay {
                         .await;
                 }
                 JobState::Dispatched | JobState::Running => {
-                    let Some(limit) = self.build_dispatch(&job).ok().and_then(|d| d.timeout_s)
+                    // Only the plan's extra is needed here, not a whole dispatch.
+                    let Ok(Some(plan)) = self.store.plan(job.plan_id) else {
+                        continue;
+                    };
+                    let Some(limit) = self.time_limit(&merged_extra(&plan.extra, &job.extra))
                     else {
                         continue;
                     };
@@ -186,4 +188,22 @@ impl Relay {
             }
         }
     }
+}
+
+/// The plan's extra with the job's inputs on top.
+fn merged_extra(
+    plan: &BTreeMap<String, String>,
+    job: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut extra = plan.clone();
+    extra.extend(job.clone());
+    extra
+}
+
+/// `extra[key]` as a positive number of seconds.
+fn positive_seconds(extra: &BTreeMap<String, String>, key: &str) -> Option<u64> {
+    extra
+        .get(key)
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| *s > 0)
 }

@@ -440,8 +440,9 @@ impl Relay {
 
     /// Publishes a job's state on the public topics and to live subscribers.
     pub(super) async fn announce(&mut self, job: &Job, previous: Option<JobState>) {
-        let job_ref = job_ref(job);
-        let mut payload = JobStatePayload::new(job_ref, job.node_id, job.status, job.updated_at.0);
+        let reference = job_ref(job);
+        let mut payload =
+            JobStatePayload::new(reference, job.node_id, job.status, job.updated_at.0);
         payload.previous_status = previous;
         payload.exit_code = job.exit_code;
         payload.reason = job.reason.clone();
@@ -457,7 +458,7 @@ impl Relay {
             .and_then(|jobs| jobs.into_iter().next())
         {
             Some(running) => PlanRunningPayload(Some(JobStatePayload::new(
-                job_ref_of(&running),
+                job_ref(&running),
                 running.node_id,
                 running.status,
                 running.updated_at.0,
@@ -519,10 +520,6 @@ impl Relay {
 
 /// The private-message reference of a job.
 pub(super) fn job_ref(job: &Job) -> JobRef {
-    job_ref_of(job)
-}
-
-fn job_ref_of(job: &Job) -> JobRef {
     JobRef {
         id: job.id,
         plan_id: job.plan_id,
