@@ -127,6 +127,9 @@ async fn handle(
             let pruned = journal.ack(seq).await?;
             tracing::trace!(seq, pruned, "outbox acknowledged");
         }
+        Command::StreamStart { point, .. } | Command::StreamStop { point } => {
+            tracing::warn!(point, "this agent has no video points yet");
+        }
     }
     journal.accept_command(seq).await?;
     Ok(())
@@ -138,5 +141,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Cancel(_) => "cancel",
         Command::Ping { .. } => "ping",
         Command::Ack { .. } => "ack",
+        Command::StreamStart { .. } => "stream-start",
+        Command::StreamStop { .. } => "stream-stop",
     }
 }

@@ -41,13 +41,14 @@ pub use envelope::{
 };
 pub use job::{IllegalTransition, JobEvent, JobState, UnknownJobState};
 pub use messages::{
-    CancelRequest, Command, Event, JobDispatch, JobRef, LogLine, LogStream, Message, Outcome,
-    PlanFile,
+    CancelRequest, Command, Event, JobDispatch, JobRef, LogLine, LogStream, MediaTag, Message,
+    Outcome, PlanFile, StreamChunk,
 };
 pub use payloads::{
     term_text, JobStatePayload, JsonPayload, NodeStatus, NodeStatusPayload, PlanRunningPayload,
+    TelemetryPayload,
 };
 pub use topics::{
     markdown_table, Direction, PayloadKind, PointName, QoS, Topic, TopicError, TopicKind,
-    TopicPrefix, TopicSpec, DEFAULT_PREFIX, TOPICS,
+    TopicPrefix, TopicSpec, DEFAULT_PREFIX, PUBLIC_ROOTS, TOPICS,
 };

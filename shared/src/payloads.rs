@@ -142,6 +142,21 @@ impl<'de> Deserialize<'de> for PlanRunningPayload {
 
 impl JsonPayload for PlanRunningPayload {}
 
+/// `nodes/{node_id}/msg/{point}`, retained: the latest value of one telemetry point, so a
+/// new subscriber sees it at once. The agent publishes it; the coordinator keeps the latest
+/// per point for `GET /api/v1/nodes/{id}/points/{point_id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TelemetryPayload {
+    /// When the agent sampled it.
+    #[serde(with = "rfc3339")]
+    pub at: DateTime<Utc>,
+    /// The reading: an object whose fields depend on the point type (`drone-status`,
+    /// `depot-status`, or whatever a custom source prints).
+    pub value: serde_json::Value,
+}
+
+impl JsonPayload for TelemetryPayload {}
+
 /// `plans/{plan_id}/term`: log lines as plain text, each ending in `\n`, stdout and stderr
 /// interleaved as they arrived.
 pub fn term_text(lines: &[LogLine]) -> String {

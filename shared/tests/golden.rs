@@ -14,7 +14,7 @@ use std::{env, fs};
 
 use sortie_shared::{
     open, seal, CancelRequest, Command, Envelope, Event, JobDispatch, JobRef, LogLine, LogStream,
-    Message, NodeKey, Outcome, PlanFile, Topic, TopicPrefix,
+    MediaTag, Message, NodeKey, Outcome, PlanFile, PointName, StreamChunk, Topic, TopicPrefix,
 };
 
 const NODE: u64 = 7;
@@ -41,6 +41,10 @@ fn case(name: &'static str, seq: u64, body: impl Into<Message>) -> Case {
     let topic = match body {
         Message::Command(_) => Topic::NodeCommands { node_id: NODE },
         Message::Event(_) => Topic::NodeEvents { node_id: NODE },
+        Message::Stream(ref chunk) => Topic::NodeStream {
+            node_id: NODE,
+            point: PointName::new(chunk.point.clone()).unwrap(),
+        },
     };
     Case {
         name,
@@ -162,6 +166,46 @@ fn cases() -> Vec<Case> {
             },
         ),
         case("event_pong", 107, Event::Pong { nonce: 0xdead_beef }),
+        case(
+            "command_stream_start",
+            46,
+            Command::StreamStart {
+                point: "camera".into(),
+                lease_s: 30,
+            },
+        ),
+        case(
+            "command_stream_stop",
+            47,
+            Command::StreamStop {
+                point: "camera".into(),
+            },
+        ),
+        case(
+            "event_point_health",
+            108,
+            Event::PointHealth {
+                point: "camera".into(),
+                healthy: false,
+                message: "exited with code 1; restarting in 2 s".into(),
+                at_ms: SENT_AT_MS - 2,
+            },
+        ),
+        case(
+            "stream_chunk",
+            1_700_000_000_000_000,
+            Message::Stream(StreamChunk {
+                point: "camera".into(),
+                stream_id: 99,
+                has_audio: false,
+                has_video: true,
+                tags: vec![MediaTag {
+                    kind: MediaTag::VIDEO,
+                    timestamp_ms: 1000,
+                    data: vec![0x17, 0x01, 0x00, 0x00, 0x00, 0xab, 0xcd],
+                }],
+            }),
+        ),
     ]
 }
 

@@ -121,6 +121,7 @@ fn broker_config(addr: SocketAddr, store: Store, coordinator_password: String) -
             custom_segment: None,
             initialized_filters: None,
             shared_subscriptions_strategy: Default::default(),
+            acl: None,
         },
         v4: Some([("1".to_owned(), server)].into_iter().collect()),
         ..Default::default()

@@ -309,6 +309,14 @@ impl Relay {
         }
         match event {
             Event::Heartbeat { .. } | Event::Pong { .. } => {}
+            Event::PointHealth {
+                point,
+                healthy,
+                message,
+                ..
+            } => {
+                tracing::info!(node_id, point, healthy, message, "point health");
+            }
             Event::Accepted { job } => {
                 self.transition(job, &[JobEvent::Dispatch], JobUpdate::default())
                     .await?;

@@ -39,6 +39,21 @@ pub enum Command {
         /// The highest event `seq` the coordinator is done with.
         seq: u64,
     },
+    /// Someone watches a video point: start its source (if not running) and send its tags on
+    /// `{prefix}/nodes/{id}/live/{point}`. The coordinator repeats this while viewers remain;
+    /// the agent stops the stream by itself when `lease_s` passes without one, so a coordinator
+    /// that died never leaves a drone streaming.
+    StreamStart {
+        /// The point's name.
+        point: String,
+        /// Seconds the request holds.
+        lease_s: u32,
+    },
+    /// The last viewer of a video point left: stop streaming it (unless it is always on).
+    StreamStop {
+        /// The point's name.
+        point: String,
+    },
 }
 
 impl Command {
@@ -47,7 +62,10 @@ impl Command {
         match self {
             Command::Dispatch(dispatch) => Some(dispatch.job),
             Command::Cancel(cancel) => Some(cancel.job),
-            Command::Ping { .. } | Command::Ack { .. } => None,
+            Command::Ping { .. }
+            | Command::Ack { .. }
+            | Command::StreamStart { .. }
+            | Command::StreamStop { .. } => None,
         }
     }
 }
@@ -152,6 +170,17 @@ mod tests {
     #[test]
     fn ack_round_trips() {
         assert_round_trip(Command::Ack { seq: 0 });
+    }
+
+    #[test]
+    fn stream_commands_round_trip() {
+        assert_round_trip(Command::StreamStart {
+            point: "camera".into(),
+            lease_s: 30,
+        });
+        assert_round_trip(Command::StreamStop {
+            point: "camera".into(),
+        });
     }
 
     #[test]

@@ -95,6 +95,19 @@ pub enum Event {
         /// The ping's nonce.
         nonce: u64,
     },
+    /// A point's source changed health: it started, or it failed and is restarted with
+    /// backoff. Journaled like job events, so the coordinator learns about a failing camera
+    /// even if the link was down when it happened.
+    PointHealth {
+        /// The point's name.
+        point: String,
+        /// True once the source produces data again.
+        healthy: bool,
+        /// What happened (`started`, `exited with code 1; restarting in 2 s`).
+        message: String,
+        /// When, Unix milliseconds.
+        at_ms: u64,
+    },
 }
 
 impl Event {
@@ -107,7 +120,7 @@ impl Event {
             | Event::Progress { job, .. }
             | Event::Output { job, .. }
             | Event::Finished { job, .. } => Some(*job),
-            Event::Heartbeat { .. } | Event::Pong { .. } => None,
+            Event::Heartbeat { .. } | Event::Pong { .. } | Event::PointHealth { .. } => None,
         }
     }
 }

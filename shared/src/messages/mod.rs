@@ -26,9 +26,11 @@
 
 mod command;
 mod event;
+mod stream;
 
 pub use command::{CancelRequest, Command, JobDispatch, PlanFile};
 pub use event::{Event, LogLine, LogStream, Outcome};
+pub use stream::{MediaTag, StreamChunk};
 
 use std::fmt;
 
@@ -70,6 +72,8 @@ pub enum Message {
     Command(Command),
     /// Agent → coordinator.
     Event(Event),
+    /// Agent → coordinator, live video on `{prefix}/nodes/{id}/live/{point}` (not journaled).
+    Stream(StreamChunk),
 }
 
 impl Message {
@@ -94,6 +98,7 @@ impl Message {
         match self {
             Message::Command(command) => command.job(),
             Message::Event(event) => event.job(),
+            Message::Stream(_) => None,
         }
     }
 }

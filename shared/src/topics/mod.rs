@@ -15,6 +15,7 @@ mod table;
 
 pub use names::{
     PointName, TopicError, TopicPrefix, DEFAULT_PREFIX, MAX_POINT_NAME_BYTES, MAX_TOPIC_BYTES,
+    PUBLIC_ROOTS,
 };
 pub use table::{markdown_table, Direction, PayloadKind, QoS, TopicKind, TopicSpec, TOPICS};
 
@@ -60,6 +61,13 @@ pub enum Topic {
         /// The point.
         point: PointName,
     },
+    /// `{prefix}/nodes/{node_id}/live/{point}`
+    NodeStream {
+        /// The node.
+        node_id: u64,
+        /// The video point.
+        point: PointName,
+    },
 }
 
 /// One level of a [`TopicSpec::pattern`].
@@ -92,6 +100,7 @@ impl Topic {
             Topic::PlanTerm { .. } => TopicKind::PlanTerm,
             Topic::JobStateChange { .. } => TopicKind::JobStateChange,
             Topic::NodeTelemetry { .. } => TopicKind::NodeTelemetry,
+            Topic::NodeStream { .. } => TopicKind::NodeStream,
         }
     }
 
@@ -106,7 +115,8 @@ impl Topic {
             Topic::NodeCommands { node_id }
             | Topic::NodeEvents { node_id }
             | Topic::NodeStatus { node_id }
-            | Topic::NodeTelemetry { node_id, .. } => node_id,
+            | Topic::NodeTelemetry { node_id, .. }
+            | Topic::NodeStream { node_id, .. } => node_id,
             Topic::PlanRunning { plan_id } | Topic::PlanTerm { plan_id } => plan_id,
             Topic::JobStateChange { job_id } => job_id,
         }
@@ -115,7 +125,9 @@ impl Topic {
     /// The topic string to publish or subscribe to. `prefix` is used by private topics only.
     pub fn to_string(&self, prefix: &TopicPrefix) -> String {
         let point = match self {
-            Topic::NodeTelemetry { point, .. } => point.as_str(),
+            Topic::NodeTelemetry { point, .. } | Topic::NodeStream { point, .. } => {
+                point.as_str()
+            }
             _ => "",
         };
         fill(self.spec().pattern, prefix, &self.id().to_string(), point)
@@ -150,6 +162,16 @@ impl Topic {
     /// `nodes/+/status`: every node's online status.
     pub fn all_node_status_filter() -> String {
         TopicKind::NodeStatus.filter(&TopicPrefix::default())
+    }
+
+    /// `nodes/+/msg/+`: every node's telemetry.
+    pub fn all_telemetry_filter() -> String {
+        TopicKind::NodeTelemetry.filter(&TopicPrefix::default())
+    }
+
+    /// `{prefix}/nodes/+/live/+`: every node's video.
+    pub fn all_streams_filter(prefix: &TopicPrefix) -> String {
+        TopicKind::NodeStream.filter(prefix)
     }
 
     /// `jobs/+/state`: every job's state changes.
@@ -235,7 +257,8 @@ fn match_spec(
         (TopicKind::NodeTelemetry, Some(point)) => {
             Some(Topic::NodeTelemetry { node_id: id, point })
         }
-        (TopicKind::NodeTelemetry, None) => None,
+        (TopicKind::NodeStream, Some(point)) => Some(Topic::NodeStream { node_id: id, point }),
+        (TopicKind::NodeTelemetry | TopicKind::NodeStream, None) => None,
     })
 }
 

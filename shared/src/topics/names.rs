@@ -14,6 +14,9 @@ pub const MAX_TOPIC_BYTES: usize = 65_535;
 /// Longest point name accepted in a telemetry topic.
 pub const MAX_POINT_NAME_BYTES: usize = 128;
 
+/// First levels of the public topics, which anyone with an API login may read.
+pub const PUBLIC_ROOTS: [&str; 3] = ["nodes", "plans", "jobs"];
+
 /// Why a topic, prefix or name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TopicError {
@@ -115,6 +118,13 @@ impl TopicPrefix {
         }
         if prefix.len() > 1024 {
             return Err(invalid("it is longer than 1024 bytes"));
+        }
+        // Watchers may read the public topics (`nodes/…`, `plans/…`, `jobs/…`) but never the
+        // private ones; a prefix in the same tree would make the two indistinguishable.
+        if PUBLIC_ROOTS.contains(&prefix.split('/').next().unwrap_or_default()) {
+            return Err(invalid(
+                "its first level is a public topic root (nodes, plans or jobs)",
+            ));
         }
         Ok(TopicPrefix(prefix))
     }

@@ -20,11 +20,14 @@ pub enum TopicKind {
     JobStateChange,
     /// `nodes/{node_id}/msg/{point}`: one telemetry point's latest value, JSON.
     NodeTelemetry,
+    /// `{prefix}/nodes/{node_id}/live/{point}`: sealed [`StreamChunk`](crate::StreamChunk)s of
+    /// one video point.
+    NodeStream,
 }
 
 impl TopicKind {
     /// Every kind, in table order.
-    pub const ALL: [TopicKind; 7] = [
+    pub const ALL: [TopicKind; 8] = [
         TopicKind::NodeCommands,
         TopicKind::NodeEvents,
         TopicKind::NodeStatus,
@@ -32,6 +35,7 @@ impl TopicKind {
         TopicKind::PlanTerm,
         TopicKind::JobStateChange,
         TopicKind::NodeTelemetry,
+        TopicKind::NodeStream,
     ];
 
     /// This kind's row of [`TOPICS`].
@@ -140,7 +144,9 @@ impl TopicSpec {
 ///   per job forever would grow the broker without bound (`plans/{id}/running` is the
 ///   retained current view).
 /// - `term` and telemetry are QoS 0: a lost line or sample is replaced by the next one.
-pub const TOPICS: [TopicSpec; 7] = [
+/// - `live` is QoS 0 and not journaled: a late video frame is worth nothing, and QoS 1 would
+///   make a slow uplink queue video instead of dropping it.
+pub const TOPICS: [TopicSpec; 8] = [
     TopicSpec {
         kind: TopicKind::NodeCommands,
         pattern: "{prefix}/nodes/{node_id}/cmd",
@@ -202,7 +208,16 @@ pub const TOPICS: [TopicSpec; 7] = [
         qos: QoS::AtMostOnce,
         retained: true,
         payload: PayloadKind::Json,
-        summary: "latest value of one telemetry point",
+        summary: "latest value of one telemetry point: `{\"at\":RFC 3339,\"value\":…}`",
+    },
+    TopicSpec {
+        kind: TopicKind::NodeStream,
+        pattern: "{prefix}/nodes/{node_id}/live/{point}",
+        direction: Direction::AgentToCoordinator,
+        qos: QoS::AtMostOnce,
+        retained: false,
+        payload: PayloadKind::Envelope,
+        summary: "FLV tags of one video point while someone watches",
     },
 ];
 

@@ -18,6 +18,10 @@ fn samples(id: u64) -> Vec<Topic> {
             node_id: id,
             point: PointName::new("battery").unwrap(),
         },
+        Topic::NodeStream {
+            node_id: id,
+            point: PointName::new("camera").unwrap(),
+        },
     ]
 }
 
@@ -35,19 +39,14 @@ fn topics_have_the_documented_names() {
             "plans/7/term",
             "jobs/7/state",
             "nodes/7/msg/battery",
+            "sortie/v1/nodes/7/live/camera",
         ]
     );
 }
 
 #[test]
 fn every_topic_round_trips_under_several_prefixes() {
-    let prefixes = [
-        "sortie/v1",
-        "x",
-        "nodes",
-        "fleet-a/sortie/v2",
-        "plans/1/term",
-    ];
+    let prefixes = ["sortie/v1", "x", "fleet-a/sortie/v2", "sortie/plans/1/term"];
     let mut state = 0x9e37_79b9_7f4a_7c15_u64;
     let mut ids = vec![0, 1, 9, 10, u64::MAX];
     for _ in 0..100 {
@@ -64,6 +63,15 @@ fn every_topic_round_trips_under_several_prefixes() {
             }
         }
     }
+}
+
+#[test]
+fn a_prefix_cannot_sit_in_the_public_tree() {
+    for prefix in ["nodes", "plans/x", "jobs/v1"] {
+        let err = TopicPrefix::new(prefix).unwrap_err();
+        assert!(err.to_string().contains("public topic root"), "{err}");
+    }
+    assert!(TopicPrefix::new("nodesx/v1").is_ok());
 }
 
 #[test]

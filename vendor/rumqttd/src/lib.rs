@@ -204,6 +204,35 @@ pub struct RouterConfig {
     // defaults to Round Robin
     #[serde(default)]
     pub shared_subscriptions_strategy: Strategy,
+    /// Sortie patch: topic access control, asked for every publish (including last wills)
+    /// and every subscription filter. None allows everything (upstream behaviour).
+    #[serde(skip)]
+    pub acl: Option<Acl>,
+}
+
+/// Sortie patch: what a client wants to do with a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AclAction {
+    /// Publish on this topic (a PUBLISH packet or the client's last will).
+    Publish,
+    /// Subscribe with this filter.
+    Subscribe,
+}
+
+/// Sortie patch: a topic access check, `(client_id, topic or filter, action) -> allowed`.
+#[derive(Clone)]
+pub struct Acl(pub Arc<dyn Fn(&str, &str, AclAction) -> bool + Send + Sync>);
+
+impl fmt::Debug for Acl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Acl(..)")
+    }
+}
+
+impl Acl {
+    fn allows(&self, client_id: &str, topic: &str, action: AclAction) -> bool {
+        (self.0)(client_id, topic, action)
+    }
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]

@@ -607,6 +607,17 @@ impl Router {
 
                     self.router_meters.total_publishes += 1;
 
+                    // Sortie patch: a publish the ACL refuses is acknowledged (MQTT 3.1.1 has
+                    // no way to refuse one) and dropped, as Mosquitto does.
+                    if let Some(acl) = &self.config.acl {
+                        let topic = String::from_utf8_lossy(&publish.topic);
+                        if !acl.allows(&client_id, &topic, crate::AclAction::Publish) {
+                            warn!(topic = %topic, "publish refused by the ACL");
+                            self.router_meters.failed_publishes += 1;
+                            continue;
+                        }
+                    }
+
                     // Try to append publish to commitlog
                     match append_to_commitlog(
                         id,
@@ -663,6 +674,15 @@ impl Router {
 
                             disconnect = true;
                             break;
+                        }
+
+                        // Sortie patch: refuse filters the ACL does not allow.
+                        if let Some(acl) = &self.config.acl {
+                            if !acl.allows(&client_id, &f.path, crate::AclAction::Subscribe) {
+                                warn!("subscription refused by the ACL: {}", f.path);
+                                return_codes.push(SubscribeReasonCode::Failure);
+                                continue;
+                            }
                         }
 
                         let mut filter = f.path.clone();
@@ -1103,6 +1123,15 @@ impl Router {
         let Some((will, will_props)) = self.last_wills.remove(&client_id) else {
             return;
         };
+
+        // Sortie patch: a last will is a publish like any other.
+        if let Some(acl) = &self.config.acl {
+            let topic = String::from_utf8_lossy(&will.topic);
+            if !acl.allows(&client_id, &topic, crate::AclAction::Publish) {
+                warn!(client_id, topic = %topic, "last will refused by the ACL");
+                return;
+            }
+        }
 
         let publish = Publish {
             dup: false,
