@@ -83,6 +83,9 @@ pub struct MqttArgs {
     /// The URL agents use to reach this API [default: from --listen and --base-path].
     #[arg(long, env = "SORTIE_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Let MQTT clients without a login watch the public topics (embedded broker only).
+    #[arg(long, env = "SORTIE_MQTT_ANONYMOUS_WATCHERS")]
+    pub mqtt_anonymous_watchers: bool,
 }
 
 /// `user ...`
@@ -183,6 +186,9 @@ impl MqttArgs {
         }
         if let Some(url) = &self.public_url {
             config.public_url = Some(url.clone());
+        }
+        if self.mqtt_anonymous_watchers {
+            config.mqtt_anonymous_watchers = true;
         }
     }
 }

@@ -41,6 +41,9 @@ pub struct Config {
     pub pending_ttl_secs: u64,
     /// A node with no heartbeat for this long is offline, in seconds.
     pub heartbeat_timeout_secs: u64,
+    /// Let MQTT clients without a login watch the public topics on the embedded broker
+    /// (otherwise watchers log in with an API user name and password).
+    pub mqtt_anonymous_watchers: bool,
 }
 
 impl Default for Config {
@@ -61,6 +64,7 @@ impl Default for Config {
             default_job_timeout_secs: 3600,
             pending_ttl_secs: 24 * 3600,
             heartbeat_timeout_secs: 20,
+            mqtt_anonymous_watchers: false,
         }
     }
 }

@@ -170,11 +170,17 @@ fn start_relay(
     let mut endpoint = config.mqtt_endpoint().map_err(|e| mqtt_error(&e))?;
     // What agents are told: the same broker, with their own credentials.
     let mut for_agents = endpoint.clone();
+    let prefix =
+        sortie_shared::TopicPrefix::new(config.mqtt_prefix.clone()).map_err(|e| mqtt_error(&e))?;
     if config.mqtt_url.is_none() {
         let password = store
             .coordinator_mqtt_password()
             .map_err(|e| mqtt_error(&e))?;
-        let addr = mqtt::broker::start(config.mqtt_listen, store.clone(), password.clone())
+        let access = mqtt::broker::BrokerAccess {
+            prefix: prefix.clone(),
+            anonymous_watchers: config.mqtt_anonymous_watchers,
+        };
+        let addr = mqtt::broker::start(config.mqtt_listen, store.clone(), password.clone(), access)
             .map_err(|e| mqtt_error(&e))?;
         let addr = mqtt::broker::connect_addr(addr);
         endpoint.host = addr.ip().to_string();
@@ -191,8 +197,7 @@ fn start_relay(
         port: endpoint.port,
         username: endpoint.username,
         password: endpoint.password,
-        prefix: sortie_shared::TopicPrefix::new(config.mqtt_prefix.clone())
-            .map_err(|e| mqtt_error(&e))?,
+        prefix,
         default_timeout: Some(Duration::from_secs(config.default_job_timeout_secs))
             .filter(|d| !d.is_zero()),
         pending_ttl: Duration::from_secs(config.pending_ttl_secs),

@@ -231,10 +231,18 @@ async fn handle_auth(
         return Ok(());
     }
 
-    // if authentication is configured and connect packet doesn't have login details
-    // return an error
-    let Some(login) = login else {
-        return Err(Error::InvalidAuth);
+    // Sortie patch: an external auth handler also decides about clients without a login
+    // (it sees an empty user name and password), so it can allow anonymous read-only access.
+    let anonymous = Login {
+        username: String::new(),
+        password: String::new(),
+    };
+    let login = match login {
+        Some(login) => login,
+        None if config.external_auth.is_some() => &anonymous,
+        // if authentication is configured and connect packet doesn't have login details
+        // return an error
+        None => return Err(Error::InvalidAuth),
     };
 
     let username = &login.username;
