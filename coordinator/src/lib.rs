@@ -23,6 +23,7 @@ pub mod config;
 pub mod demo;
 pub mod model;
 pub mod mqtt;
+pub mod points;
 pub mod store;
 
 use std::sync::Arc;
@@ -89,7 +90,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         source,
     })?;
     let tasks = tokio_util::task::TaskTracker::new();
-    let (relay, mqtt) = start_relay(&config, &store, &tasks, &shutdown)?;
+    let (relay, points, mqtt) = start_relay(&config, &store, &tasks, &shutdown)?;
     let agent_endpoints = agent_config::AgentEndpoints {
         mqtt,
         mqtt_prefix: config.mqtt_prefix.clone(),
@@ -107,6 +108,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     }
     let state = AppState {
         relay,
+        points,
         store: store.clone(),
         config: Arc::new(ApiConfig {
             base_path: config.base_path.clone(),
@@ -159,13 +161,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     })
 }
 
-/// Starts the embedded broker (unless an external one is configured) and the relay task.
+/// Starts the embedded broker (unless an external one is configured), the relay task and the
+/// points ingest task.
 fn start_relay(
     config: &Config,
     store: &Store,
     tasks: &tokio_util::task::TaskTracker,
     shutdown: &CancellationToken,
-) -> Result<(mqtt::RelayHandle, config::MqttEndpoint), ServeError> {
+) -> Result<(mqtt::RelayHandle, points::Points, config::MqttEndpoint), ServeError> {
     let mqtt_error = |e: &dyn std::fmt::Display| ServeError::Mqtt(e.to_string());
     let mut endpoint = config.mqtt_endpoint().map_err(|e| mqtt_error(&e))?;
     // What agents are told: the same broker, with their own credentials.
@@ -204,16 +207,29 @@ fn start_relay(
         heartbeat_timeout: Duration::from_secs(config.heartbeat_timeout_secs.max(1)),
     };
     let (relay, requests) = mqtt::RelayHandle::new();
+    // Share tokens are signed with a key derived from a secret the store keeps, so share
+    // links survive restarts.
+    let share_secret = store
+        .coordinator_mqtt_password()
+        .map_err(|e| mqtt_error(&e))?;
+    let points = points::Points::new(relay.clone(), points::ShareKey::derive(&share_secret));
+    tasks.spawn(points::run_ingest(
+        settings.clone(),
+        store.clone(),
+        points.clone(),
+        shutdown.clone(),
+    ));
     tasks.spawn(mqtt::run_relay(
         settings,
         store.clone(),
         relay.clone(),
         requests,
+        Some(points.clone()),
         shutdown.clone(),
     ));
     for_agents.username = None;
     for_agents.password = None;
-    Ok((relay, for_agents))
+    Ok((relay, points, for_agents))
 }
 
 /// Writes `agents/node-<id>.toml` in the data dir for the demo nodes, so the demo agent can be

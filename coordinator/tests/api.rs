@@ -71,8 +71,13 @@ impl TestApp {
         let user_token = issue_token(&store, bob.id, TokenKind::Access, None, 3600)
             .unwrap()
             .token;
+        let relay = sortie_coordinator::mqtt::RelayHandle::detached();
         let state = AppState {
-            relay: sortie_coordinator::mqtt::RelayHandle::detached(),
+            points: sortie_coordinator::points::Points::new(
+                relay.clone(),
+                sortie_coordinator::points::ShareKey::derive("test"),
+            ),
+            relay,
             store: store.clone(),
             config: Arc::new(ApiConfig {
                 base_path: "/gosd".into(),

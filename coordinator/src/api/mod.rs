@@ -22,6 +22,7 @@ mod nodes;
 mod oauth;
 mod openapi;
 mod plans;
+mod points;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -43,6 +44,7 @@ pub use error::{ApiError, ApiResult};
 use crate::auth::{authenticate, parse_authorization, AuthFailure};
 use crate::model::User;
 use crate::mqtt::RelayHandle;
+use crate::points::Points;
 use crate::store::Store;
 
 /// Settings the handlers need.
@@ -69,6 +71,8 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     /// The MQTT relay: dispatches and cancels go through it; live events come from it.
     pub relay: RelayHandle,
+    /// Live telemetry and video of the nodes' points.
+    pub points: Points,
 }
 
 /// The authenticated user of a request (`Authorization: Bearer <token>`), or a 401.
@@ -86,8 +90,12 @@ impl FromRequestParts<AppState> for CurrentUser {
 
 /// The token of the request's `Authorization` header.
 fn bearer_token(parts: &Parts) -> Result<&str, AuthFailure> {
-    let value = parts
-        .headers
+    bearer_from_headers(&parts.headers)
+}
+
+/// The token of an `Authorization` header.
+fn bearer_from_headers(headers: &axum::http::HeaderMap) -> Result<&str, AuthFailure> {
+    let value = headers
         .get(header::AUTHORIZATION)
         .ok_or(AuthFailure::Missing)?
         .to_str()
@@ -239,6 +247,10 @@ fn api_routes() -> OpenApiRouter<AppState> {
             nodes::delete_node
         ))
         .routes(routes!(nodes::agent_config))
+        .routes(routes!(points::get_point))
+        .routes(routes!(points::point_events))
+        .routes(routes!(points::live_flv))
+        .routes(routes!(points::share_point))
         .routes(routes!(blobs::upload_blobs))
         .routes(routes!(
             blobs::download_blob,

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 use super::body::AppJson;
 use super::error::{ApiError, ApiResult, ErrorBody};
+use super::points::with_live_urls;
 use super::{created, AdminUser, AppPath, AppState, CurrentUser};
 use crate::model::Node;
 use crate::store::{NodeSpec, PointSpec};
@@ -68,7 +69,15 @@ pub async fn list_nodes(
     _: CurrentUser,
     State(state): State<AppState>,
 ) -> ApiResult<Json<Vec<Node>>> {
-    Ok(Json(state.store.list_nodes()?))
+    let base = &state.config.agent_endpoints.coordinator_url;
+    Ok(Json(
+        state
+            .store
+            .list_nodes()?
+            .into_iter()
+            .map(|node| with_live_urls(node, base))
+            .collect(),
+    ))
 }
 
 /// Creates a node (admins only).
@@ -88,7 +97,10 @@ pub async fn create_node(
     let node = state.store.create_node(&input.into())?;
     state.store.flush().await?;
     tracing::info!(node_id = node.id, name = %node.name, by = %user.username, "node created");
-    Ok(created(node))
+    Ok(created(with_live_urls(
+        node,
+        &state.config.agent_endpoints.coordinator_url,
+    )))
 }
 
 /// One node.
@@ -106,7 +118,12 @@ pub async fn get_node(
     state
         .store
         .node(id)?
-        .map(Json)
+        .map(|node| {
+            Json(with_live_urls(
+                node,
+                &state.config.agent_endpoints.coordinator_url,
+            ))
+        })
         .ok_or_else(|| ApiError::not_found(format!("node {id} not found")))
 }
 
@@ -130,7 +147,10 @@ pub async fn update_node(
     let node = state.store.update_node(id, &input.into())?;
     state.store.flush().await?;
     tracing::info!(node_id = id, by = %user.username, "node updated");
-    Ok(Json(node))
+    Ok(Json(with_live_urls(
+        node,
+        &state.config.agent_endpoints.coordinator_url,
+    )))
 }
 
 /// Deletes a node (admins only); refused while plans target it.

@@ -293,7 +293,10 @@ mod tests {
         assert!(!publish("sortie/v1/nodes/4/evt"));
         assert!(!publish("nodes/4/msg/status"));
         assert!(!publish("nodes/4/status"));
-        assert!(!publish("sortie/v1/nodes/3/cmd"), "commands come from the coordinator");
+        assert!(
+            !publish("sortie/v1/nodes/3/cmd"),
+            "commands come from the coordinator"
+        );
         assert!(!publish("plans/1/running"));
         assert!(!publish("jobs/1/state"));
         assert!(!publish("anything/else"));
@@ -320,13 +323,21 @@ mod tests {
         assert!(!subscribe("+/+/nodes/1/cmd"));
         assert!(!subscribe("sortie/v1/nodes/1/cmd"));
         assert!(!subscribe("$share/g/nodes/#"));
-        assert!(!allows("mosq-abc", "nodes/1/msg/status", AclAction::Publish));
+        assert!(!allows(
+            "mosq-abc",
+            "nodes/1/msg/status",
+            AclAction::Publish
+        ));
         assert!(!allows("mosq-abc", "nodes/1/status", AclAction::Publish));
     }
 
     #[test]
     fn the_coordinator_may_do_anything() {
         assert!(allows("sortie-coordinator", "#", AclAction::Subscribe));
-        assert!(allows("sortie-coordinator-points", "sortie/v1/nodes/1/cmd", AclAction::Publish));
+        assert!(allows(
+            "sortie-coordinator-points",
+            "sortie/v1/nodes/1/cmd",
+            AclAction::Publish
+        ));
     }
 }

@@ -63,6 +63,13 @@ pub enum RelayRequest {
         /// Why, for the agent's log.
         reason: String,
     },
+    /// Send a command that is not about a job (stream start and stop).
+    NodeCommand {
+        /// The node.
+        node_id: u64,
+        /// The command.
+        command: sortie_shared::Command,
+    },
 }
 
 /// Something that just happened, for live views (log follow, later the event stream).

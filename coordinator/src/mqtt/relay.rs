@@ -35,6 +35,8 @@ pub(super) struct Relay {
     pub(super) online: HashMap<u64, Instant>,
     /// When each node was last asked to resend its outbox.
     resend_asked: HashMap<u64, Instant>,
+    /// Where point health reports go.
+    points: Option<crate::points::Points>,
 }
 
 /// A seq this far above the last accepted one is a fresh agent journal (its first seq is the
@@ -47,6 +49,7 @@ pub async fn run(
     store: Store,
     handle: RelayHandle,
     mut requests: mpsc::Receiver<RelayRequest>,
+    points: Option<crate::points::Points>,
     shutdown: CancellationToken,
 ) {
     let mut options = MqttOptions::new("sortie-coordinator", settings.host.clone(), settings.port);
@@ -84,6 +87,7 @@ pub async fn run(
         command_seq: SeqCounter::resume(None, now_ms),
         online: HashMap::new(),
         resend_asked: HashMap::new(),
+        points,
     };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -136,6 +140,9 @@ impl Relay {
             RelayRequest::Cancel { job, reason } => {
                 self.announce(&job, None).await;
                 self.send_cancel(&job, reason).await;
+            }
+            RelayRequest::NodeCommand { node_id, command } => {
+                self.publish_command(node_id, command).await;
             }
         }
     }
@@ -313,9 +320,21 @@ impl Relay {
                 point,
                 healthy,
                 message,
-                ..
+                at_ms,
             } => {
-                tracing::info!(node_id, point, healthy, message, "point health");
+                if healthy {
+                    tracing::info!(node_id, point, message, "point source healthy");
+                } else {
+                    tracing::warn!(node_id, point, message, "point source failing");
+                }
+                if let Some(points) = &self.points {
+                    let health = crate::points::SourceHealth {
+                        healthy,
+                        message,
+                        at: from_ms(at_ms),
+                    };
+                    points.record_health(node_id, &point, health);
+                }
             }
             Event::Accepted { job } => {
                 self.transition(job, &[JobEvent::Dispatch], JobUpdate::default())
