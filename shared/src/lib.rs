@@ -22,6 +22,9 @@
 //!   agent) and [`Event`] (agent → coordinator), joined in [`Message`].
 //! - [`topics`]: one table, [`TOPICS`], of every MQTT topic with its direction, QoS, retain
 //!   flag and payload kind; [`Topic`] builds and parses topic strings from it.
+//! - [`flv`]: the FLV container drones stream video in, I/O-free: an incremental validating
+//!   reader, the writer, and the stream plumbing both binaries use (timestamp rewriting for
+//!   looped sources, the late-join cache for viewers, the byte-bounded uplink queue).
 //! - [`payloads`]: the JSON and text payloads of the public topics ([`NodeStatusPayload`],
 //!   [`JobStatePayload`], [`PlanRunningPayload`], [`term_text`]).
 //!
@@ -29,6 +32,7 @@
 //! bytes.
 
 pub mod envelope;
+pub mod flv;
 pub mod job;
 pub mod messages;
 pub mod payloads;
