@@ -245,11 +245,15 @@ impl Fleet {
     }
 }
 
-/// QoS 1 publish → receive on the same client, through the coordinator's broker, `n` times.
-pub fn mqtt_round_trips(fleet: &Fleet, n: usize) -> anyhow::Result<Percentiles> {
-    let (user, password) = fleet.node2_mqtt()?;
-    let (host, port) = fleet.mqtt_addr.rsplit_once(':').context("broker addr")?;
-    let mut options = rumqttc::MqttOptions::new("sortie-node-2", host, port.parse()?);
+/// Connects an MQTT client and forwards what it receives (`None` marks a SUBACK).
+fn mqtt_client(
+    client_id: &str,
+    addr: &str,
+    user: &str,
+    password: &str,
+) -> anyhow::Result<(rumqttc::Client, mpsc::Receiver<Option<Vec<u8>>>)> {
+    let (host, port) = addr.rsplit_once(':').context("broker addr")?;
+    let mut options = rumqttc::MqttOptions::new(client_id, host, port.parse()?);
     options
         .set_credentials(user, password)
         .set_keep_alive(Duration::from_secs(5));
@@ -266,7 +270,6 @@ pub fn mqtt_round_trips(fleet: &Fleet, n: usize) -> anyhow::Result<Percentiles> 
                         return;
                     }
                 }
-                // None marks the subscription's acknowledgement.
                 Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
                     let _ = tx.send(None);
                 }
@@ -275,15 +278,25 @@ pub fn mqtt_round_trips(fleet: &Fleet, n: usize) -> anyhow::Result<Percentiles> 
             }
         }
     });
-    let topic = "sortie-bench/rtt";
-    client.subscribe(topic, rumqttc::QoS::AtLeastOnce)?;
+    Ok((client, rx))
+}
+
+/// QoS 1 publish → receive through the coordinator's broker, `n` times: node 2 publishes on
+/// one of its telemetry topics (the broker's ACL allows nothing else), a watcher logged in as
+/// the demo user receives.
+pub fn mqtt_round_trips(fleet: &Fleet, n: usize) -> anyhow::Result<Percentiles> {
+    let (user, password) = fleet.node2_mqtt()?;
+    let (publisher, _) = mqtt_client("sortie-node-2", &fleet.mqtt_addr, &user, &password)?;
+    let (watcher, rx) = mqtt_client("bench-watcher", &fleet.mqtt_addr, "demo", "demodemo")?;
+    let topic = "nodes/2/msg/sortie-bench-rtt";
+    watcher.subscribe(topic, rumqttc::QoS::AtLeastOnce)?;
     rx.recv_timeout(Duration::from_secs(10))
         .context("no SUBACK")?;
     let mut samples = Vec::with_capacity(n);
     for i in 0..n {
         let payload = (i as u64).to_be_bytes().to_vec();
         let sent = Instant::now();
-        client.publish(topic, rumqttc::QoS::AtLeastOnce, false, payload.clone())?;
+        publisher.publish(topic, rumqttc::QoS::AtLeastOnce, false, payload.clone())?;
         loop {
             let got = rx
                 .recv_timeout(Duration::from_secs(10))
@@ -294,7 +307,8 @@ pub fn mqtt_round_trips(fleet: &Fleet, n: usize) -> anyhow::Result<Percentiles> 
         }
         samples.push(sent.elapsed().as_secs_f64() * 1000.0);
     }
-    let _ = client.disconnect();
+    let _ = publisher.disconnect();
+    let _ = watcher.disconnect();
     Ok(Percentiles::of(samples))
 }
 

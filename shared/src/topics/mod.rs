@@ -125,9 +125,7 @@ impl Topic {
     /// The topic string to publish or subscribe to. `prefix` is used by private topics only.
     pub fn to_string(&self, prefix: &TopicPrefix) -> String {
         let point = match self {
-            Topic::NodeTelemetry { point, .. } | Topic::NodeStream { point, .. } => {
-                point.as_str()
-            }
+            Topic::NodeTelemetry { point, .. } | Topic::NodeStream { point, .. } => point.as_str(),
             _ => "",
         };
         fill(self.spec().pattern, prefix, &self.id().to_string(), point)
