@@ -146,6 +146,22 @@ impl Fleet {
             .json()?)
     }
 
+    /// The demo user's bearer token.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// GET a text resource.
+    pub fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        Ok(self
+            .http
+            .get(format!("{}{path}", self.base_url))
+            .bearer_auth(&self.token)
+            .send()?
+            .error_for_status()?
+            .text()?)
+    }
+
     /// POST JSON (or nothing) and return the JSON answer.
     pub fn post(&self, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
         let mut request = self
@@ -246,7 +262,7 @@ impl Fleet {
 }
 
 /// Connects an MQTT client and forwards what it receives (`None` marks a SUBACK).
-fn mqtt_client(
+pub fn mqtt_client(
     client_id: &str,
     addr: &str,
     user: &str,

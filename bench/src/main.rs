@@ -11,6 +11,7 @@
 //! `target/release/sortie-bench --jobs 1000 [--json out.json]`.
 
 mod harness;
+mod points;
 
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,21 @@ struct Cli {
     /// Also write the figures as JSON here.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Which scenarios: `latency` (MQTT, dispatch, cancel), `points` (viewers, telemetry), `all`.
+    #[arg(long, default_value = "all", value_parser = ["latency", "points", "all"])]
+    only: String,
+    /// HTTP-FLV viewers of one stream.
+    #[arg(long, default_value_t = 200)]
+    viewers: usize,
+    /// The stream's bitrate, Mbit/s.
+    #[arg(long, default_value_t = 4.0)]
+    mbit: f64,
+    /// Devices publishing telemetry.
+    #[arg(long, default_value_t = 10)]
+    telemetry_devices: usize,
+    /// Seconds each points scenario is measured.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,9 +56,69 @@ fn main() -> anyhow::Result<()> {
         fleet.base_url, fleet.mqtt_addr
     );
 
-    let mqtt = harness::mqtt_round_trips(&fleet, cli.jobs)?;
-    let dispatch = dispatch_latency(&fleet, cli.jobs)?;
-    let cancel = cancel_latency(&fleet, cli.jobs)?;
+    let mut figures = serde_json::Map::new();
+    if cli.only != "points" {
+        figures.extend(latency_scenarios(&fleet, &cli)?);
+    }
+    if cli.only != "latency" {
+        figures.extend(points_scenarios(&fleet, &cli)?);
+    }
+    if let Some(path) = &cli.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&figures)?)?;
+    }
+    Ok(())
+}
+
+fn points_scenarios(
+    fleet: &Fleet,
+    cli: &Cli,
+) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    let video = points::viewers(fleet, cli.viewers, cli.mbit, cli.seconds)?;
+    let telemetry = points::telemetry(fleet, cli.telemetry_devices, cli.seconds)?;
+    println!();
+    println!(
+        "livestream: {} viewers of a {:.1} Mbit/s stream for {:.1} s: {} frames sent; {} frames missed by {} viewers",
+        video.viewers, video.mbit_s, video.seconds, video.frames_sent, video.frames_missed, video.viewers_with_gaps
+    );
+    println!(
+        "livestream added latency source → viewer (ms): p50 {:.2}  p99 {:.2}  p999 {:.2}  max {:.2}  (target p99 < 100 with ≥ 200 viewers, none missing frames)",
+        video.latency.p50, video.latency.p99, video.latency.p999, video.latency.max
+    );
+    println!(
+        "telemetry: {} devices published {:.0} msg/s; a watcher of nodes/+/msg/# received {:.0} msg/s (target ≥ 100k/s)",
+        telemetry.devices, telemetry.published_per_s, telemetry.delivered_per_s
+    );
+    let mut out = serde_json::Map::new();
+    out.insert(
+        "livestream".into(),
+        json!({
+            "viewers": video.viewers,
+            "mbit_s": video.mbit_s,
+            "seconds": video.seconds,
+            "frames_sent": video.frames_sent,
+            "frames_missed": video.frames_missed,
+            "viewers_with_gaps": video.viewers_with_gaps,
+            "added_latency_ms": video.latency.to_json(),
+        }),
+    );
+    out.insert(
+        "telemetry".into(),
+        json!({
+            "devices": telemetry.devices,
+            "published_per_s": telemetry.published_per_s,
+            "delivered_per_s": telemetry.delivered_per_s,
+        }),
+    );
+    Ok(out)
+}
+
+fn latency_scenarios(
+    fleet: &Fleet,
+    cli: &Cli,
+) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    let mqtt = harness::mqtt_round_trips(fleet, cli.jobs)?;
+    let dispatch = dispatch_latency(fleet, cli.jobs)?;
+    let cancel = cancel_latency(fleet, cli.jobs)?;
 
     println!();
     println!(
@@ -65,17 +141,14 @@ fn main() -> anyhow::Result<()> {
         dispatch.p99 / mqtt.p99
     );
     println!("cancel p99 = {:.2} ms  (target < 20 ms)", cancel.p99);
-    if let Some(path) = &cli.json {
-        let figures = json!({
-            "jobs": cli.jobs,
-            "mqtt_round_trip_ms": mqtt.to_json(),
-            "dispatch_ms": dispatch.to_json(),
-            "cancel_ms": cancel.to_json(),
-            "dispatch_p99_over_mqtt_p99": dispatch.p99 / mqtt.p99,
-        });
-        std::fs::write(path, serde_json::to_vec_pretty(&figures)?)?;
-    }
-    Ok(())
+    let figures = json!({
+        "jobs": cli.jobs,
+        "mqtt_round_trip_ms": mqtt.to_json(),
+        "dispatch_ms": dispatch.to_json(),
+        "cancel_ms": cancel.to_json(),
+        "dispatch_p99_over_mqtt_p99": dispatch.p99 / mqtt.p99,
+    });
+    Ok(figures.as_object().cloned().unwrap_or_default())
 }
 
 /// POST a job of a plan whose script exits at once; latency = the agent's `started_at` minus
