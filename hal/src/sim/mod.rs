@@ -222,3 +222,6 @@ impl SimWorld {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
