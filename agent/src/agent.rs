@@ -3,11 +3,13 @@
 //! ```text
 //!            ┌────────── link (EventLoop) ◀──────────── broker
 //!  watch<LinkState>      │ mpsc<Incoming>
-//!     │  │  │            ▼
-//!     │  │  │        commands ──▶ supervisor ──▶ job task (one at a time)
-//!     │  │  └──────▶ heartbeat        │               │
-//!     │  └─────────▶ (job: dead-man's switch)          │
-//!     ▼                       journal (sled): records + outbox ◀──┘
+//!     │  │  │  │         ▼
+//!     │  │  │  │     commands ──▶ supervisor ──▶ job task (one at a time)
+//!     │  │  │  │         │ StreamStart/Stop   │ active jobs   │ safe-state steps
+//!     │  │  │  └──────▶ points (telemetry, video) ◀── hardware thread ◀── hal.sock (jobs, CLI)
+//!     │  │  └─────────▶ heartbeat        │               │
+//!     │  └────────────▶ (job: dead-man's switch)          │
+//!     ▼                       journal (sled): records + outbox ◀──┘  (+ PointHealth)
 //!  publisher ◀── durable seq ─┘
 //! ```
 
@@ -23,11 +25,13 @@ use tokio_util::task::TaskTracker;
 use crate::blobs::{BlobClient, BlobError};
 use crate::commands::{run_commands, CommandSettings};
 use crate::config::AgentConfig;
+use crate::hardware::{follow_job_activity, open_hardware, socket, HardwareError, HardwareHandle};
 use crate::heartbeat::run_heartbeat;
 use crate::job::{JobContext, SAFE_STATE_TIMEOUT};
 use crate::journal::{Journal, JournalError};
 use crate::link::{run_link, LinkSettings, LinkState};
 use crate::outbox::{run_publisher, PublisherSettings};
+use crate::points::{spawn_points, PointDeps, RestartPolicy, StreamSender};
 use crate::supervisor::spawn_supervisor;
 
 /// Why an agent could not start.
@@ -47,6 +51,17 @@ pub enum AgentError {
     /// The HTTP client could not be built.
     #[error("HTTP client: {0}")]
     Http(#[from] BlobError),
+    /// The hardware (`[hal]`) could not be opened: a bad pin, a missing device.
+    #[error("hardware ([hal]): {0}")]
+    Hardware(#[from] HardwareError),
+    /// The hardware socket could not be created.
+    #[error("hardware socket {path}: {error}")]
+    HalSocket {
+        /// The socket's path.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
 }
 
 /// How long the publisher may take to hand the last events to the broker on shutdown.
@@ -68,6 +83,25 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         .await
         .map_err(JournalError::from)??;
     let blobs = BlobClient::new(&config.coordinator_url, &config.api_token)?;
+    let hardware = match config.hal.clone() {
+        Some(hal) => Some(
+            tokio::task::spawn_blocking(move || open_hardware(&hal))
+                .await
+                .map_err(|e| HardwareError(format!("opening the hardware: {e}")))??,
+        ),
+        None => None,
+    };
+    let hal_socket = match &hardware {
+        Some(_) => {
+            let path = data_dir.join(socket::SOCKET_NAME);
+            let listener = socket::bind(&path).map_err(|error| AgentError::HalSocket {
+                path: path.clone(),
+                error,
+            })?;
+            Some((path, listener))
+        }
+        None => None,
+    };
     let (link_tx, link_rx) = watch::channel(LinkState::Down {
         since: Instant::now(),
     });
@@ -78,6 +112,9 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         data_dir: data_dir.clone(),
         kill_grace: config.kill_grace,
         safe_state_command: config.safe_state_command.clone(),
+        safe_state: config.safe_state.clone(),
+        hardware: hardware.clone(),
+        hal_socket: hal_socket.as_ref().map(|(path, _)| path.clone()),
         default_timeout: config.default_timeout,
         retention: config.retention,
         link: link_rx.clone(),
@@ -120,10 +157,33 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         published_tx,
         link_stop.clone(),
     ));
+    let point_deps = PointDeps {
+        node_id,
+        link: link_rx.clone(),
+        journal: journal.clone(),
+        hardware: hardware.clone(),
+        streams: StreamSender::new(node_id, config.node_key.clone(), config.mqtt_prefix.clone()),
+        data_dir: data_dir.clone(),
+        hal_socket: ctx.hal_socket.clone(),
+        restart: RestartPolicy::default(),
+    };
+    // Points stop with the jobs, before the link goes: their processes are stopped while the
+    // agent can still say so.
+    let points = spawn_points(&config.points, &point_deps, &tracker, &jobs_stop);
+    if let Some(hardware) = &hardware {
+        start_hardware_tasks(
+            hardware,
+            hal_socket,
+            active_rx.clone(),
+            &tracker,
+            &link_stop,
+        );
+    }
     let commands = CommandSettings {
         node_id,
         key: config.node_key.clone(),
         prefix: config.mqtt_prefix.clone(),
+        points,
     };
     tracker.spawn(run_commands(
         commands,
@@ -173,6 +233,27 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     journal.flush().await?;
     tracing::info!(node_id, "agent stopped");
     Ok(())
+}
+
+/// The hardware's companions: the socket jobs and the CLI drive it through, and the job
+/// activity the simulated drone flies by.
+fn start_hardware_tasks(
+    hardware: &HardwareHandle,
+    hal_socket: Option<(PathBuf, tokio::net::UnixListener)>,
+    active: watch::Receiver<Vec<sortie_shared::JobRef>>,
+    tracker: &TaskTracker,
+    stop: &CancellationToken,
+) {
+    if let Some((path, listener)) = hal_socket {
+        tracing::info!(socket = %path.display(), "hardware socket ready");
+        tracker.spawn(socket::serve(
+            listener,
+            path,
+            hardware.clone(),
+            stop.clone(),
+        ));
+    }
+    tracker.spawn(follow_job_activity(hardware.clone(), active, stop.clone()));
 }
 
 /// Creates the data directory and its parts; returns it absolute (jobs see absolute paths).

@@ -4,6 +4,7 @@
 //! ```text
 //!  Incoming ─▶ open (tag, topic, version) ─▶ check_node ─▶ Command? ─▶ replay guard
 //!     ─▶ Dispatch/Cancel → supervisor    Ping → Pong in the outbox    Ack → prune the outbox
+//!        StreamStart/StreamStop → the video point's lease
 //!     ─▶ guard.accept(seq) ─▶ PUBACK
 //! ```
 //!
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::journal::{Journal, JournalError};
 use crate::link::Incoming;
+use crate::points::Points;
 use crate::supervisor::Supervisor;
 
 /// What the intake needs.
@@ -30,6 +32,8 @@ pub struct CommandSettings {
     pub key: NodeKey,
     /// Private topic prefix.
     pub prefix: TopicPrefix,
+    /// The video points, for `StreamStart`/`StreamStop`.
+    pub points: Points,
 }
 
 /// Why a message was not handled.
@@ -127,9 +131,8 @@ async fn handle(
             let pruned = journal.ack(seq).await?;
             tracing::trace!(seq, pruned, "outbox acknowledged");
         }
-        Command::StreamStart { point, .. } | Command::StreamStop { point } => {
-            tracing::warn!(point, "this agent has no video points yet");
-        }
+        Command::StreamStart { point, lease_s } => settings.points.stream_start(&point, lease_s),
+        Command::StreamStop { point } => settings.points.stream_stop(&point),
     }
     journal.accept_command(seq).await?;
     Ok(())

@@ -12,9 +12,17 @@ use std::time::Duration;
 use serde::Deserialize;
 use sortie_shared::{NodeKey, TopicPrefix, DEFAULT_PREFIX};
 
+mod hal;
 mod mqtt_url;
+mod points;
 
 pub use mqtt_url::{MqttEndpoint, RedactedUrl};
+pub use points::{
+    PointConfig, PointEntry, PointSpec, Reading, TelemetrySource, VideoSource, RATE_HZ_RANGE,
+};
+
+/// Where the agent keeps its data when `data_dir` is not set.
+pub const DEFAULT_DATA_DIR: &str = "./sortie-agent-data";
 
 /// The file `print-default-config` writes, with every key documented. Placeholders in
 /// `api_token` and `node_key` are empty, so the file does not validate until they are filled in.
@@ -49,6 +57,76 @@ retention_secs = 604800
 safe_state_command = ""
 # Time limit for jobs whose dispatch has none, in seconds. 0: no limit.
 default_timeout_secs = 0
+
+# The keys below are read from this file only (no environment variable or flag).
+
+# Hardware steps run before a job is stopped, before safe_state_command; each step's result goes
+# into the job's log. Needs [hal]. A step is { set = OUTPUT, to = LEVEL },
+# { wait_ms = MS } or { expect = INPUT, to = LEVEL, within_ms = MS }; levels are on/off,
+# open/close, high/low, true/false or 1/0. Every step runs even if one before it failed.
+# safe_state = [{ set = "estop", to = "on" }, { set = "door", to = "close" }]
+
+# The hardware layer. Without a [hal] table the agent has no hardware: `source = "hal"` points
+# and safe_state are refused. A bad pin or a missing device stops the agent at start.
+# Jobs (and you) drive it through the running agent: `sortie-agent hal set door open`,
+# `sortie-agent hal get door`, `sortie-agent hal status` (the socket is <data_dir>/hal.sock;
+# jobs find it in SORTIE_HAL_SOCKET).
+# [hal]
+# backend = "sim"        # sim: the built-in drone/depot simulator; rpi: BCM GPIO numbers;
+#                        # linux: GPIO character device lines (gpio_chip = "/dev/gpiochip0")
+# [hal.sim]
+# kind = "drone"         # or "depot"; jobs make the simulated drone fly (see sortie-hal docs)
+# seed = 1
+# [hal.outputs.estop]    # a digital output named "estop"
+# pin = 5
+# active_low = false
+# initial = false
+# [hal.outputs.door]     # on = open
+# pin = 17
+# [hal.inputs.door_closed]
+# pin = 27
+# active_low = true
+# pull = "up"            # up, down or none
+# [hal.sensors.battery]  # battery and climate feed the status readings
+# driver = "ina219"      # or "shtc3"
+# bus = "/dev/i2c-1"
+# [hal.serial.fc]
+# path = "/dev/ttyAMA0"
+# baud = 57600
+
+# Points: live data the agent publishes itself, one [[points]] table each. `name` is the
+# point's name on the coordinator. Sources that fail are restarted (1 s doubling to 30 s) and
+# reported as PointHealth events.
+#
+# Telemetry: JSON samples on nodes/<node_id>/msg/<name> (retained).
+# [[points]]
+# name = "status"
+# kind = "telemetry"
+# source = "hal"         # a reading of [hal]...
+# reading = "drone-status"   # or "depot-status"
+# rate_hz = 1.0          # samples per second, 0.1 to 100
+# [[points]]
+# name = "weather"
+# kind = "telemetry"
+# source = "command"     # ...or a command printing one JSON value per line (sh -c, restarted
+# command = "while true; do read-sensor --json; sleep 5; done"   # when it exits)
+#
+# Video: FLV, sent to the coordinator while someone watches (or always, with always_on).
+# [[points]]
+# name = "camera"
+# kind = "video"
+# source = "command"     # a command writing FLV to stdout (sh -c, its own process group)...
+# command = "rpicam-vid -t 0 -n --inline --intra 25 --codec h264 -o - | ffmpeg -f h264 -framerate 30 -i - -c:v copy -f flv -"
+# always_on = false
+# [[points]]
+# name = "replay"
+# kind = "video"
+# source = "file"        # ...an FLV file looped in real time...
+# path = "/var/lib/sortie/clip.flv"
+# [[points]]
+# name = "demo"
+# kind = "video"
+# source = "demo"        # ...or the test clip built into the agent.
 "#;
 
 /// One layer of configuration: a file, or the environment and flags. Every key is optional
@@ -95,6 +173,15 @@ pub struct ConfigLayer {
     /// Time limit for jobs dispatched without one, seconds; 0 for none.
     #[arg(long, env = "SORTIE_AGENT_DEFAULT_TIMEOUT_SECS")]
     pub default_timeout_secs: Option<u64>,
+    /// The node's points (`[[points]]`); file only.
+    #[arg(skip)]
+    pub points: Option<Vec<PointEntry>>,
+    /// The hardware layer (`[hal]`, `sortie_hal::HalConfig`), checked in `resolve`; file only.
+    #[arg(skip)]
+    pub hal: Option<toml::Table>,
+    /// Hardware steps run before a job is stopped (`sortie_hal::Step`s); file only.
+    #[arg(skip)]
+    pub safe_state: Option<Vec<toml::Table>>,
 }
 
 /// A checked configuration.
@@ -124,6 +211,12 @@ pub struct AgentConfig {
     pub safe_state_command: Option<String>,
     /// Time limit for jobs dispatched without one; `None` for no limit.
     pub default_timeout: Option<Duration>,
+    /// The node's points.
+    pub points: Vec<PointConfig>,
+    /// The hardware layer; `None` when the file has no `[hal]` table.
+    pub hal: Option<sortie_hal::HalConfig>,
+    /// Hardware steps run before a job is stopped, before `safe_state_command`.
+    pub safe_state: Vec<sortie_hal::Step>,
 }
 
 /// Why a configuration was refused. The message names the key and never echoes a secret.
@@ -153,6 +246,15 @@ pub enum ConfigError {
     Invalid {
         /// The key.
         key: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A key inside a table or an array entry (`points[2].rate_hz`, `hal.outputs.door.pin`)
+    /// has a value that cannot work.
+    #[error("`{key}`: {reason}")]
+    Entry {
+        /// The key's full path.
+        key: String,
         /// What is wrong.
         reason: String,
     },
@@ -198,6 +300,9 @@ impl ConfigLayer {
             retention_secs: over.retention_secs.or(self.retention_secs),
             safe_state_command: over.safe_state_command.or(self.safe_state_command),
             default_timeout_secs: over.default_timeout_secs.or(self.default_timeout_secs),
+            points: over.points.or(self.points),
+            hal: over.hal.or(self.hal),
+            safe_state: over.safe_state.or(self.safe_state),
         }
     }
 
@@ -220,9 +325,7 @@ impl ConfigLayer {
         let node_key = self.node_key.ok_or(ConfigError::Missing("node_key"))?;
         let node_key =
             NodeKey::from_hex(&node_key).map_err(|e| invalid("node_key", e.to_string()))?;
-        let data_dir = self
-            .data_dir
-            .unwrap_or_else(|| "./sortie-agent-data".into());
+        let data_dir = self.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.into());
         if data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "must not be empty"));
         }
@@ -238,6 +341,9 @@ impl ConfigLayer {
             ));
         }
         let safe_state_command = self.safe_state_command.filter(|c| !c.trim().is_empty());
+        let hal = self.hal.map(hal::resolve_hal).transpose()?;
+        let safe_state = hal::resolve_steps(self.safe_state.unwrap_or_default(), hal.as_ref())?;
+        let points = points::resolve_points(&self.points.unwrap_or_default(), hal.is_some())?;
         Ok(AgentConfig {
             node_id,
             mqtt,
@@ -254,6 +360,9 @@ impl ConfigLayer {
                 .default_timeout_secs
                 .filter(|&s| s > 0)
                 .map(Duration::from_secs),
+            points,
+            hal,
+            safe_state,
         })
     }
 }
@@ -316,6 +425,9 @@ impl fmt::Debug for AgentConfig {
             .field("retention", &self.retention)
             .field("safe_state_command", &self.safe_state_command)
             .field("default_timeout", &self.default_timeout)
+            .field("points", &self.points)
+            .field("hal", &self.hal)
+            .field("safe_state", &self.safe_state)
             .finish()
     }
 }

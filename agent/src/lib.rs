@@ -21,6 +21,10 @@
 //! - [`journal`]: sled storage of job records, the outbox, `seq` and the replay guard.
 //! - [`recovery`]: what a restart does with interrupted jobs; retention.
 //! - [`heartbeat`]: periodic liveness events.
+//! - [`points`]: the node's telemetry and video points: sources (hardware, commands, files, the
+//!   demo clip), their supervision and health, publishing.
+//! - [`hardware`]: the hardware layer on a thread of its own, the `hal.sock` socket jobs drive
+//!   it through, and the `sortie-agent hal` client.
 //! - [`blobs`]: the coordinator's blob API (download, upload).
 //! - [`process`]: a job's process group, its output lines, and stopping it.
 //! - [`swarm`]: many agents in one process, a simulated fleet.
@@ -29,11 +33,13 @@ pub mod agent;
 pub mod blobs;
 pub mod commands;
 pub mod config;
+pub mod hardware;
 pub mod heartbeat;
 pub mod job;
 pub mod journal;
 pub mod link;
 pub mod outbox;
+pub mod points;
 pub mod process;
 pub mod recovery;
 pub mod supervisor;

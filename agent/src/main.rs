@@ -6,10 +6,12 @@
 //! sortie-agent swarm --config-dir DIR [--count N]              many agents in one process
 //! sortie-agent swarm --config a.toml --config b.toml ...
 //! sortie-agent swarm --register URL --admin-token T --count N [--name-prefix sim-] [--data-dir D]
+//! sortie-agent hal set NAME LEVEL | get NAME | status  [--socket PATH | --config agent.toml]
 //! ```
 //!
 //! Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 1 on a runtime failure, 2 for a bad
-//! command line or configuration.
+//! command line or configuration. `hal`: 0 done, 1 refused or the agent is unreachable, 2 a bad
+//! command line (a level word that is none).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +44,41 @@ enum Command {
     PrintDefaultConfig,
     /// Run many agents in one process, one per config file (a simulated fleet).
     Swarm(SwarmArgs),
+    /// Drive the running agent's hardware: set an output, read a line, show everything.
+    ///
+    /// Talks to the agent over `<data_dir>/hal.sock`, so a plan's script uses the hardware
+    /// through the agent that owns it. Jobs find the socket in $SORTIE_HAL_SOCKET.
+    Hal(HalArgs),
+}
+
+#[derive(Debug, Args)]
+struct HalArgs {
+    /// The agent's hardware socket (default: $SORTIE_HAL_SOCKET, else from --config).
+    #[arg(long, env = "SORTIE_HAL_SOCKET", global = true)]
+    socket: Option<PathBuf>,
+    /// The agent's configuration file: the socket is `<data_dir>/hal.sock`.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    action: HalAction,
+}
+
+#[derive(Debug, Subcommand)]
+enum HalAction {
+    /// Set an output: LEVEL is on/off, open/close, high/low, true/false or 1/0.
+    Set {
+        /// The output (`door`, `estop`, ...).
+        name: String,
+        /// The level.
+        level: String,
+    },
+    /// Print an output's or input's level: `on` or `off`.
+    Get {
+        /// The output or input.
+        name: String,
+    },
+    /// Print every output and input and the status readings, as JSON.
+    Status,
 }
 
 #[derive(Debug, Args)]
@@ -87,6 +124,9 @@ fn main() -> ExitCode {
         print!("{DEFAULT_CONFIG}");
         return ExitCode::SUCCESS;
     }
+    if let Command::Hal(args) = command {
+        return hal(args);
+    }
     init_tracing();
     let outcome = match command {
         Command::Run(args) => load_one(*args).map(|c| Work::One(Box::new(c))),
@@ -98,7 +138,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Swarm(args) => load_swarm(args).map(Work::Swarm),
-        Command::PrintDefaultConfig => unreachable!("handled above"),
+        Command::PrintDefaultConfig | Command::Hal(_) => unreachable!("handled above"),
     };
     let work = match outcome {
         Ok(work) => work,
@@ -113,6 +153,37 @@ fn main() -> ExitCode {
             tracing::error!("{e:#}");
             eprintln!("sortie-agent: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `sortie-agent hal …`: one request to the running agent.
+fn hal(args: HalArgs) -> ExitCode {
+    use sortie_agent::hardware::cli::{ask, render, socket_path, HalCliError};
+    use sortie_agent::hardware::socket::HalRequest;
+    let request = match args.action {
+        HalAction::Set { name, level } => HalRequest::Set { name, level },
+        HalAction::Get { name } => HalRequest::Get { name },
+        HalAction::Status => HalRequest::Status,
+    };
+    let path = match socket_path(args.socket, args.config.as_deref()) {
+        Ok(path) => path,
+        Err(e) => {
+            eprintln!("sortie-agent hal: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match ask(&path, &request) {
+        Ok(response) => {
+            println!("{}", render(&request, &response));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sortie-agent hal: {e}");
+            match e {
+                HalCliError::BadLevel(_) | HalCliError::NoSocket => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

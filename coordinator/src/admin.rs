@@ -170,7 +170,12 @@ pub fn node(config: &Config, command: NodeCommand) -> anyhow::Result<()> {
             }
             print!(
                 "{}",
-                crate::agent_config::render(&secrets, &node.name, &endpoints)
+                crate::agent_config::render(
+                    &secrets,
+                    &node,
+                    &endpoints,
+                    crate::agent_config::AgentHardware::for_node(&node),
+                )
             );
         }
         NodeCommand::Ls => {

@@ -247,7 +247,13 @@ fn write_demo_agent_configs(
             continue;
         };
         let secrets = store.node_secrets(node_id)?;
-        let text = agent_config::render(&secrets, &node.name, endpoints).replace(
+        let text = agent_config::render(
+            &secrets,
+            &node,
+            endpoints,
+            agent_config::AgentHardware::Simulated,
+        )
+        .replace(
             "data_dir = \"./sortie-agent-data\"",
             &format!(
                 "data_dir = \"{}\"",

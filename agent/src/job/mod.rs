@@ -39,7 +39,7 @@ use logs::JobLog;
 /// Name prefix of downloads in progress in the cache directory.
 pub const PARTIAL_PREFIX: &str = ".partial-";
 
-/// How long the safe-state command may take before it is killed.
+/// How long the safe-state steps may take, and then the safe-state command, each.
 pub const SAFE_STATE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything a job needs from its agent.
@@ -55,8 +55,14 @@ pub struct JobContext {
     pub data_dir: PathBuf,
     /// Between SIGTERM and SIGKILL.
     pub kill_grace: Duration,
-    /// Run before stopping a job.
+    /// Run before stopping a job (after `safe_state`).
     pub safe_state_command: Option<String>,
+    /// Hardware steps run first when stopping a job (on `hardware`).
+    pub safe_state: Vec<sortie_hal::Step>,
+    /// The node's hardware, if it has a `[hal]` table.
+    pub hardware: Option<crate::hardware::HardwareHandle>,
+    /// The hardware socket, given to jobs as `SORTIE_HAL_SOCKET`.
+    pub hal_socket: Option<PathBuf>,
     /// Limit for dispatches without one.
     pub default_timeout: Option<Duration>,
     /// How long finished jobs are kept.

@@ -127,7 +127,7 @@ pub(super) async fn watch_process(
     }
 }
 
-/// The cancel path: say why, run the safe-state command, then SIGTERM and, after the grace
+/// The cancel path: say why, run the safe-state steps and command, then SIGTERM and, after the grace
 /// period, SIGKILL the whole group. Its log lines go through `notes` so they interleave with
 /// the job's own output in order.
 async fn stop_process(
@@ -150,6 +150,11 @@ async fn stop_process(
     let (_, why) = reason.outcome();
     note(format!("stopping the job: {why}")).await;
     tracing::info!(reason = %why, "stopping the job");
+    if let (Some(hardware), false) = (&ctx.hardware, ctx.safe_state.is_empty()) {
+        for line in safe_state::run_steps(hardware, &ctx.safe_state, SAFE_STATE_TIMEOUT).await {
+            note(line).await;
+        }
+    }
     if let Some(command) = &ctx.safe_state_command {
         for line in safe_state::run_safe_state(command, SAFE_STATE_TIMEOUT).await {
             note(line).await;

@@ -1,15 +1,40 @@
-//! The safe-state command: run before the agent stops a job, so hardware the job drives is
-//! left safe (motors off, door closed) before the job's processes die.
+//! The safe state: hardware steps (`safe_state`, on the agent's hardware thread) and then a
+//! shell command (`safe_state_command`), run before the agent stops a job, so hardware the job
+//! drives is left safe (motors off, door closed) before the job's processes die. Every line
+//! they report goes into the job's log with the `safe-state:` prefix.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
+use crate::hardware::HardwareHandle;
 use crate::process::signal_group;
 
 /// Prefix of every log line about the safe-state command.
 pub const PREFIX: &str = "safe-state:";
+
+/// Runs the hardware `steps` (stopping at the first that fails) for at most `limit`; returns
+/// the lines to log: one per step and how they ended.
+pub async fn run_steps(
+    hardware: &HardwareHandle,
+    steps: &[sortie_hal::Step],
+    limit: Duration,
+) -> Vec<String> {
+    let started = Instant::now();
+    let outcome = hardware.run_steps(steps, limit).await;
+    let mut lines: Vec<String> = outcome
+        .lines
+        .iter()
+        .map(|line| format!("{PREFIX} {line}"))
+        .collect();
+    let how = if outcome.ok { "done" } else { "FAILED" };
+    lines.push(format!(
+        "{PREFIX} steps {how} after {} ms",
+        started.elapsed().as_millis()
+    ));
+    lines
+}
 
 /// Runs `command` with `/bin/sh -c` for at most `limit`; returns the lines to log (its output
 /// and how it ended), without the `[sortie]` marker.

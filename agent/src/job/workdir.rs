@@ -64,8 +64,15 @@ pub(super) async fn prepare(ctx: &JobContext, dispatch: &JobDispatch) -> Result<
     tokio::fs::write(work_dir.join("extra.json"), extra)
         .await
         .map_err(|e| format!("writing extra.json: {e}"))?;
+    let mut env = job_env(ctx.node_id, dispatch, &output_dir);
+    if let Some(socket) = &ctx.hal_socket {
+        env.push((
+            crate::hardware::socket::SOCKET_ENV.to_owned(),
+            socket.display().to_string(),
+        ));
+    }
     Ok(Prepared {
-        env: job_env(ctx.node_id, dispatch, &output_dir),
+        env,
         work_dir,
         output_dir,
         entry: entry_path,

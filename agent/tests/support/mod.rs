@@ -61,6 +61,7 @@ pub fn start_broker() -> u16 {
             custom_segment: None,
             initialized_filters: None,
             shared_subscriptions_strategy: Default::default(),
+            acl: None,
         },
         v4: Some([("1".to_owned(), server)].into_iter().collect()),
         ..Default::default()

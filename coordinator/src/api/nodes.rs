@@ -195,7 +195,12 @@ pub async fn agent_config(
     let secrets = state.store.node_secrets(id)?;
     state.store.flush().await?;
     tracing::info!(node_id = id, by = %user.username, "agent config handed out");
-    let text = crate::agent_config::render(&secrets, &node.name, &state.config.agent_endpoints);
+    let text = crate::agent_config::render(
+        &secrets,
+        &node,
+        &state.config.agent_endpoints,
+        crate::agent_config::AgentHardware::for_node(&node),
+    );
     Ok((
         [
             (
