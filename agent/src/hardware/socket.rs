@@ -200,3 +200,104 @@ pub async fn handle(request: HalRequest, hardware: &HardwareHandle) -> HalRespon
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::cli::{ask, render, HalCliError};
+    use super::*;
+
+    /// A simulated depot behind a socket in `dir`.
+    async fn serve_depot(dir: &Path) -> (PathBuf, CancellationToken) {
+        let hal = sortie_hal::HalConfig::example_sim_depot();
+        let hardware = sortie_hal::Hardware::open_sim_manual(&hal).unwrap();
+        let handle = HardwareHandle::spawn(hardware).unwrap();
+        let path = dir.join(SOCKET_NAME);
+        let listener = bind(&path).unwrap();
+        let stop = CancellationToken::new();
+        tokio::spawn(serve(listener, path.clone(), handle, stop.clone()));
+        (path, stop)
+    }
+
+    async fn cli(path: &Path, request: HalRequest) -> Result<String, String> {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || {
+            ask(&path, &request)
+                .map(|response| render(&request, &response))
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_cli_drives_the_hardware_through_the_socket() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (path, stop) = serve_depot(dir.path()).await;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        let set = |level: &str| HalRequest::Set {
+            name: "door".into(),
+            level: level.into(),
+        };
+        let get = |name: &str| HalRequest::Get { name: name.into() };
+        assert_eq!(cli(&path, get("door")).await.unwrap(), "off");
+        assert_eq!(cli(&path, set("open")).await.unwrap(), "door on");
+        assert_eq!(cli(&path, get("door")).await.unwrap(), "on");
+        assert_eq!(cli(&path, get("door_closed")).await.unwrap(), "on");
+        let status: serde_json::Value =
+            serde_json::from_str(&cli(&path, HalRequest::Status).await.unwrap()).unwrap();
+        assert_eq!(status["outputs"]["door"], true);
+        // Manual simulated time stands still: the door was told to open but has not moved.
+        assert_eq!(status["depot_status"]["door"], "closed");
+
+        let err = cli(&path, get("dor")).await.unwrap_err();
+        assert_eq!(
+            err,
+            "no output or input named \"dor\" is configured (outputs: charger, door, estop, \
+             lights; inputs: charging, door_closed, door_open, drone_present)"
+        );
+        let err = cli(&path, set("ajar")).await.unwrap_err();
+        assert!(err.starts_with("\"ajar\" is not a level"), "{err}");
+        let err = cli(
+            &path,
+            HalRequest::Set {
+                name: "door_open".into(),
+                level: "on".into(),
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(err.contains("no output named \"door_open\""), "{err}");
+
+        // Several requests on one connection, and a bad one, straight on the socket.
+        let mut stream = UnixStream::connect(&path).await.unwrap();
+        stream
+            .write_all(b"{\"op\":\"get\",\"name\":\"door\"}\n{\"op\":\"fly\"}\n")
+            .await
+            .unwrap();
+        let mut lines = BufReader::new(stream).lines();
+        let first: HalResponse =
+            serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+        assert_eq!((first.ok, first.on), (true, Some(true)));
+        let second: HalResponse =
+            serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+        assert!(!second.ok && second.error.unwrap().starts_with("bad request"));
+
+        stop.cancel();
+        crate::testing::eventually("the socket to be removed", || async {
+            (!path.exists()).then_some(())
+        })
+        .await;
+        let err = tokio::task::spawn_blocking(move || ask(&path, &HalRequest::Status))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(err, HalCliError::NotRunning { .. }), "{err}");
+        assert!(
+            err.to_string().starts_with("the agent is not running"),
+            "{err}"
+        );
+    }
+}

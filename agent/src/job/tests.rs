@@ -326,6 +326,80 @@ async fn a_timeout_runs_the_safe_state_command_then_stops_the_job() {
 }
 
 #[tokio::test]
+async fn a_cancel_runs_the_hardware_steps_then_the_command_and_logs_both() {
+    let server = BlobServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut ctx = context(dir.path(), &server.base, link_down().1);
+    // A simulated depot on manual time: the door's travel passes inside `expect` at once.
+    let mut hal = sortie_hal::HalConfig::example_sim_depot();
+    hal.outputs.get_mut("door").unwrap().initial = true;
+    let hardware = sortie_hal::Hardware::open_sim_manual(&hal).unwrap();
+    let hardware = crate::hardware::HardwareHandle::spawn(hardware).unwrap();
+    ctx.hardware = Some(hardware.clone());
+    ctx.safe_state = vec![
+        sortie_hal::Step::Set {
+            output: "door".into(),
+            on: false,
+        },
+        sortie_hal::Step::Expect {
+            line: "door_closed".into(),
+            on: true,
+            within_ms: 30_000,
+        },
+        sortie_hal::Step::Set {
+            output: "lights".into(),
+            on: true,
+        },
+    ];
+    ctx.safe_state_command = Some("echo motors off".into());
+    let ctx = Arc::new(ctx);
+    let d = dispatch(
+        11,
+        vec![server.add(
+            52,
+            "script",
+            "run.sh",
+            b"#!/bin/sh\necho up\nexec sleep 30\n",
+        )],
+    );
+    let (stop, stop_rx) = watch::channel(None);
+    let job = tokio::spawn(run_job(Arc::clone(&ctx), d, stop_rx));
+    outbox_until(&ctx.journal, |e| matches!(e, Event::LogBatch { .. })).await;
+    stop.send_replace(Some(StopReason::Cancel("cancelled by alice".into())));
+    job.await.unwrap();
+    let events: Vec<Event> = outbox_until(&ctx.journal, |e| matches!(e, Event::Finished { .. }))
+        .await
+        .into_iter()
+        .filter(|e| e.job().is_some_and(|j| j.id == 11))
+        .collect();
+    assert_eq!(finished(&events).0, Outcome::Cancelled);
+    let lines: Vec<String> = log_lines(&events).into_iter().map(|(_, t)| t).collect();
+    assert_eq!(lines[0], "up");
+    assert_eq!(lines[1], "[sortie] stopping the job: cancelled by alice");
+    assert_eq!(
+        lines[2], "[sortie] safe-state: 1/3 set door off: ok",
+        "{lines:?}"
+    );
+    assert!(
+        lines[3].starts_with("[sortie] safe-state: 2/3 expect door_closed on within 30000 ms: ok"),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines[4], "[sortie] safe-state: 3/3 set lights on: ok",
+        "{lines:?}"
+    );
+    assert!(
+        lines[5].starts_with("[sortie] safe-state: steps done after "),
+        "{lines:?}"
+    );
+    assert_eq!(lines[6], "[sortie] safe-state: motors off");
+    assert!(lines[8].starts_with("[sortie] stopped: "), "{lines:?}");
+    // The steps really drove the hardware.
+    assert!(!hardware.get("door").await.unwrap());
+    assert!(hardware.get("door_closed").await.unwrap());
+}
+
+#[tokio::test]
 async fn losing_the_link_stops_a_job_that_asks_for_it() {
     let server = BlobServer::start().await;
     let dir = tempfile::tempdir().unwrap();

@@ -169,3 +169,6 @@ pub fn spawn_points(
         telemetry: Arc::new(telemetry),
     }
 }
+
+#[cfg(test)]
+mod tests;
