@@ -2,13 +2,16 @@
 //! output, and reports how they ended — surviving broker outages and its own restarts.
 //!
 //! ```text
-//!  coordinator ── Dispatch/Cancel/Ping/Ack ──▶ broker ──▶ agent ──▶ job process group
-//!  coordinator ◀── Accepted/Started/LogBatch/Output/Finished/Heartbeat/Pong ── outbox (sled)
+//!  coordinator ── Dispatch/Cancel/Ping/Ack/StreamStart/StreamStop ──▶ broker ──▶ agent ──▶ job process group
+//!  coordinator ◀── Accepted/Started/LogBatch/Output/Finished/Heartbeat/Pong/PointHealth ── outbox (sled)
+//!  coordinator ◀── StreamChunk (video points, while watched; not journaled) ── points
+//!  watchers    ◀── nodes/{id}/msg/{point} (telemetry, retained) ── points ◀── hardware (hal)
 //! ```
 //!
 //! Every event is written to a journal on disk before it is published and stays there until
 //! the coordinator acknowledges it, so nothing is lost across outages or restarts. Commands are
-//! authenticated with the node's key and checked against a persisted replay guard.
+//! authenticated with the node's key and checked against a persisted replay guard. Live data
+//! (telemetry samples, video) is never queued for a link that is down: it is worth nothing late.
 //!
 //! # Layout
 //! - [`config`]: the TOML / environment / flag configuration and its checks.
