@@ -53,10 +53,11 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct HalArgs {
-    /// The agent's hardware socket (default: $SORTIE_HAL_SOCKET, else from --config).
-    #[arg(long, env = "SORTIE_HAL_SOCKET", global = true)]
+    /// The agent's hardware socket.
+    #[arg(long, global = true)]
     socket: Option<PathBuf>,
-    /// The agent's configuration file: the socket is `<data_dir>/hal.sock`.
+    /// The agent's configuration file: the socket is `<data_dir>/hal.sock`. Without either
+    /// option: $SORTIE_HAL_SOCKET, which jobs have.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -166,7 +167,10 @@ fn hal(args: HalArgs) -> ExitCode {
         HalAction::Get { name } => HalRequest::Get { name },
         HalAction::Status => HalRequest::Status,
     };
-    let path = match socket_path(args.socket, args.config.as_deref()) {
+    let from_env = std::env::var_os(sortie_agent::hardware::socket::SOCKET_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    let path = match socket_path(args.socket, args.config.as_deref(), from_env) {
         Ok(path) => path,
         Err(e) => {
             eprintln!("sortie-agent hal: {e:#}");

@@ -47,17 +47,18 @@ pub enum HalCliError {
     BadLevel(String),
 }
 
-/// Where the socket is: `--socket`, else `$SORTIE_HAL_SOCKET` (clap reads it into `socket`),
-/// else the data directory of `--config`'s file.
+/// Where the socket is: `--socket`, else the data directory of `--config`'s file, else
+/// `from_env` (`$SORTIE_HAL_SOCKET`, set for jobs).
 pub fn socket_path(
     socket: Option<PathBuf>,
     config: Option<&Path>,
+    from_env: Option<PathBuf>,
 ) -> Result<PathBuf, anyhow::Error> {
     if let Some(socket) = socket {
         return Ok(socket);
     }
     let Some(config) = config else {
-        return Err(HalCliError::NoSocket.into());
+        return from_env.ok_or_else(|| HalCliError::NoSocket.into());
     };
     let layer = crate::config::ConfigLayer::from_file(config)?;
     let data_dir = layer
