@@ -43,6 +43,9 @@ struct Cli {
     /// Devices publishing telemetry.
     #[arg(long, default_value_t = 10)]
     telemetry_devices: usize,
+    /// Telemetry messages a second, all devices together.
+    #[arg(long, default_value_t = 100_000)]
+    telemetry_rate: u64,
     /// Seconds each points scenario is measured.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
@@ -74,7 +77,12 @@ fn points_scenarios(
     cli: &Cli,
 ) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
     let video = points::viewers(fleet, cli.viewers, cli.mbit, cli.seconds)?;
-    let telemetry = points::telemetry(fleet, cli.telemetry_devices, cli.seconds)?;
+    let telemetry = points::telemetry(
+        fleet,
+        cli.telemetry_devices,
+        cli.telemetry_rate,
+        cli.seconds,
+    )?;
     println!();
     println!(
         "livestream: {} viewers of a {:.1} Mbit/s stream for {:.1} s: {} frames sent; {} frames missed by {} viewers",

@@ -94,7 +94,11 @@ fn create_device(fleet: &Fleet, name: &str, points: Value) -> anyhow::Result<Dev
     })
 }
 
-fn device_client(fleet: &Fleet, device: &Device, cap: usize) -> anyhow::Result<(rumqttc::Client, std::thread::JoinHandle<()>)> {
+fn device_client(
+    fleet: &Fleet,
+    device: &Device,
+    cap: usize,
+) -> anyhow::Result<(rumqttc::Client, std::thread::JoinHandle<()>)> {
     let (host, port) = fleet.mqtt_addr.rsplit_once(':').context("broker addr")?;
     let mut options = rumqttc::MqttOptions::new(&device.client_id, host, port.parse()?);
     options
@@ -120,7 +124,11 @@ fn frame(number: u64, mbit_s: f64) -> MediaTag {
     let per_frame = (mbit_s * 1_000_000.0 / 8.0 / 25.0) as usize;
     let key = number % 25 == 0;
     // Keyframes are bigger; the average stays at the bitrate.
-    let size = if key { per_frame * 3 } else { per_frame * 22 / 24 };
+    let size = if key {
+        per_frame * 3
+    } else {
+        per_frame * 22 / 24
+    };
     let mut data = vec![0u8; size.max(21)];
     data[0] = if key { 0x17 } else { 0x27 };
     data[1] = 1; // AVC NALU
@@ -134,7 +142,12 @@ fn frame(number: u64, mbit_s: f64) -> MediaTag {
 }
 
 /// `viewers` HTTP-FLV viewers of one `mbit_s` stream for `seconds`.
-pub fn viewers(fleet: &Fleet, viewers: usize, mbit_s: f64, seconds: u64) -> anyhow::Result<ViewerFigures> {
+pub fn viewers(
+    fleet: &Fleet,
+    viewers: usize,
+    mbit_s: f64,
+    seconds: u64,
+) -> anyhow::Result<ViewerFigures> {
     let name = format!("bench-cam-{viewers}");
     let device = create_device(
         fleet,
@@ -174,8 +187,18 @@ pub fn viewers(fleet: &Fleet, viewers: usize, mbit_s: f64, seconds: u64) -> anyh
                     tags,
                 };
                 seq += 1;
-                let envelope = Envelope::new(device.node_id, seq, unix_us() / 1000, Message::Stream(chunk));
-                client.publish(&topic, rumqttc::QoS::AtMostOnce, false, seal(&envelope, &topic, &device.key))?;
+                let envelope = Envelope::new(
+                    device.node_id,
+                    seq,
+                    unix_us() / 1000,
+                    Message::Stream(chunk),
+                );
+                client.publish(
+                    &topic,
+                    rumqttc::QoS::AtMostOnce,
+                    false,
+                    seal(&envelope, &topic, &device.key),
+                )?;
                 sent.store(number + 1, Ordering::Relaxed);
                 number += 1;
                 let due = started + Duration::from_millis(40 * number);
@@ -205,8 +228,15 @@ pub fn viewers(fleet: &Fleet, viewers: usize, mbit_s: f64, seconds: u64) -> anyh
             Arc::clone(&with_gaps),
         );
         handles.push(std::thread::spawn(move || -> anyhow::Result<()> {
-            let http = reqwest::blocking::Client::builder().no_proxy().timeout(None).build()?;
-            let mut response = http.get(&url).bearer_auth(token).send()?.error_for_status()?;
+            let http = reqwest::blocking::Client::builder()
+                .no_proxy()
+                .timeout(None)
+                .build()?;
+            let mut response = http
+                .get(&url)
+                .bearer_auth(token)
+                .send()?
+                .error_for_status()?;
             let mut reader = FlvReader::new();
             let mut buf = vec![0u8; 256 * 1024];
             let (mut mine, mut last, mut gaps) = (Vec::new(), None::<u64>, 0u64);
@@ -265,12 +295,23 @@ pub fn viewers(fleet: &Fleet, viewers: usize, mbit_s: f64, seconds: u64) -> anyh
     })
 }
 
-/// `devices` devices publishing telemetry as fast as they can for `seconds`; one watcher
-/// subscribed to all of it counts what arrives.
-pub fn telemetry(fleet: &Fleet, devices: usize, seconds: u64) -> anyhow::Result<TelemetryFigures> {
-    let (watcher, rx) = crate::harness::mqtt_client("bench-telemetry-watcher", &fleet.mqtt_addr, "demo", "demodemo")?;
+/// `devices` devices publishing telemetry at `rate` messages a second in all (retained, QoS 0,
+/// as agents do) for `seconds`; one watcher subscribed to all of it counts what arrives.
+pub fn telemetry(
+    fleet: &Fleet,
+    devices: usize,
+    rate: u64,
+    seconds: u64,
+) -> anyhow::Result<TelemetryFigures> {
+    let (watcher, rx) = crate::harness::mqtt_client(
+        "bench-telemetry-watcher",
+        &fleet.mqtt_addr,
+        "demo",
+        "demodemo",
+    )?;
     watcher.subscribe("nodes/+/msg/#", rumqttc::QoS::AtMostOnce)?;
-    rx.recv_timeout(Duration::from_secs(10)).context("no SUBACK")?;
+    rx.recv_timeout(Duration::from_secs(10))
+        .context("no SUBACK")?;
     let received = Arc::new(AtomicU64::new(0));
     let counting = Arc::new(AtomicBool::new(false));
     let counter = {
@@ -295,16 +336,32 @@ pub fn telemetry(fleet: &Fleet, devices: usize, seconds: u64) -> anyhow::Result<
         )?;
         let (client, _connection) = device_client(fleet, &device, 1024)?;
         let topic = format!("nodes/{}/msg/status", device.node_id);
-        let (stop, published, counting) = (Arc::clone(&stop), Arc::clone(&published), Arc::clone(&counting));
+        let (stop, published, counting) = (
+            Arc::clone(&stop),
+            Arc::clone(&published),
+            Arc::clone(&counting),
+        );
         publishers.push(std::thread::spawn(move || {
             let _connection = _connection;
+            // Paced in 10 ms slices.
+            let per_slice = (rate / devices as u64 / 100).max(1);
+            let started = Instant::now();
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
+                if n % per_slice == 0 {
+                    let due = started + Duration::from_millis(10 * (n / per_slice));
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                }
                 let payload = format!(
                     r#"{{"at":"2026-01-01T00:00:00Z","value":{{"battery_percent":{},"seq":{n}}}}}"#,
                     n % 100
                 );
-                if client.publish(&topic, rumqttc::QoS::AtMostOnce, true, payload).is_err() {
+                if client
+                    .publish(&topic, rumqttc::QoS::AtMostOnce, true, payload)
+                    .is_err()
+                {
                     return;
                 }
                 n += 1;
