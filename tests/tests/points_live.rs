@@ -40,32 +40,39 @@ fn point_of_type(api: &Api, node_id: u64, type_name: &str) -> Value {
         .clone()
 }
 
-/// Reads an HTTP-FLV response until `tags` tags have arrived (or the time is up).
-fn read_flv(response: &mut reqwest::blocking::Response, tags: usize) -> Vec<Tag> {
-    let mut reader = FlvReader::new();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 64 * 1024];
-    let deadline = Instant::now() + TIMEOUT;
-    let mut header_seen = false;
-    while out.len() < tags && Instant::now() < deadline {
-        let n = response.read(&mut buf).expect("reading the stream");
-        assert!(n > 0, "the stream ended after {} tags", out.len());
-        reader.push(&buf[..n]);
-        while let Some(item) = reader.next_item() {
-            match item.expect("the coordinator sends valid FLV") {
-                FlvItem::Header(header) => {
-                    assert!(header.has_video, "the header announces no video");
-                    header_seen = true;
-                }
-                FlvItem::Tag(tag) => out.push(tag),
-            }
-        }
-    }
-    assert!(header_seen, "no FLV header");
-    out
+/// An HTTP-FLV response being read.
+struct FlvStream {
+    response: reqwest::blocking::Response,
+    reader: FlvReader,
+    header_seen: bool,
 }
 
-fn open_live(api: &Api, url: &str) -> reqwest::blocking::Response {
+impl FlvStream {
+    /// Reads until `count` more tags have arrived.
+    fn tags(&mut self, count: usize) -> Vec<Tag> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 64 * 1024];
+        let deadline = Instant::now() + TIMEOUT;
+        while out.len() < count && Instant::now() < deadline {
+            let n = self.response.read(&mut buf).expect("reading the stream");
+            assert!(n > 0, "the stream ended after {} tags", out.len());
+            self.reader.push(&buf[..n]);
+            while let Some(item) = self.reader.next_item() {
+                match item.expect("the coordinator sends valid FLV") {
+                    FlvItem::Header(header) => {
+                        assert!(header.has_video, "the header announces no video");
+                        self.header_seen = true;
+                    }
+                    FlvItem::Tag(tag) => out.push(tag),
+                }
+            }
+        }
+        assert!(self.header_seen, "no FLV header");
+        out
+    }
+}
+
+fn open_live(api: &Api, url: &str) -> FlvStream {
     let response = sortie_tests::http_client()
         .get(url)
         .bearer_auth(api.token().expect("a token"))
@@ -77,7 +84,11 @@ fn open_live(api: &Api, url: &str) -> reqwest::blocking::Response {
         response.headers()["content-type"].to_str().unwrap(),
         "video/x-flv"
     );
-    response
+    FlvStream {
+        response,
+        reader: FlvReader::new(),
+        header_seen: false,
+    }
 }
 
 /// A viewer's first video tags: the sequence header, then a keyframe before any other frame.
@@ -91,9 +102,15 @@ fn assert_starts_clean(tags: &[Tag]) {
         .iter()
         .find(|t| !t.is_video_sequence_header())
         .expect("a video frame");
-    assert!(first_frame.is_keyframe(), "the first frame is not a keyframe");
+    assert!(
+        first_frame.is_keyframe(),
+        "the first frame is not a keyframe"
+    );
     let first_ts = tags[0].timestamp_ms;
-    assert!(first_ts < 1000, "the viewer's timeline starts at {first_ts} ms");
+    assert!(
+        first_ts < 1000,
+        "the viewer's timeline starts at {first_ts} ms"
+    );
 }
 
 #[test]
@@ -108,7 +125,7 @@ fn live_video_plays_for_viewers_who_join_late_and_slow_viewers_hold_nobody_back(
 
     // The first viewer makes the device stream; it starts clean.
     let mut first = open_live(&api, &url);
-    let tags = read_flv(&mut first, 30);
+    let tags = first.tags(30);
     assert_starts_clean(&tags);
     assert!(tags.iter().any(Tag::is_metadata), "no onMetaData");
 
@@ -116,12 +133,12 @@ fn live_video_plays_for_viewers_who_join_late_and_slow_viewers_hold_nobody_back(
     // sequence header, from the cached group of pictures.
     std::thread::sleep(Duration::from_millis(1500));
     let mut late = open_live(&api, &url);
-    assert_starts_clean(&read_flv(&mut late, 30));
+    assert_starts_clean(&late.tags(30));
 
     // A viewer that stops reading does not hold the others back: `first` keeps getting video
     // at the source's pace while `late` reads nothing.
     let started = Instant::now();
-    let more = read_flv(&mut first, 150);
+    let more = first.tags(150);
     let span_ms = more.last().unwrap().timestamp_ms - more[0].timestamp_ms;
     assert!(
         span_ms >= 4000,
@@ -130,10 +147,14 @@ fn live_video_plays_for_viewers_who_join_late_and_slow_viewers_hold_nobody_back(
     );
     drop(late);
 
-    let point = api
-        .get(&format!("/api/v1/nodes/1/points/{}", camera["id"]))
-        .expect(200);
-    assert_eq!(point["viewers"], 1, "{point}");
+    // The server notices a viewer that left on its next write.
+    let point_path = format!("/api/v1/nodes/1/points/{}", camera["id"]);
+    assert!(
+        wait_until(TIMEOUT, || api.get(&point_path).expect(200)["viewers"] == 1),
+        "the viewer that left is still counted: {}",
+        api.get(&point_path).text()
+    );
+    let point = api.get(&point_path).expect(200);
     assert_eq!(point["source"]["healthy"], true, "{point}");
 }
 
@@ -154,9 +175,16 @@ fn ffprobe_finds_h264_through_a_share_link_and_bad_tokens_are_refused() {
     let anonymous = server.api();
     let path = format!("/api/v1/nodes/1/points/{}/live.flv", camera["id"]);
     anonymous.get(&path).expect_error(401);
-    let forged = format!("{path}?token=1.{}.9999999999.{}", camera["id"], "0".repeat(32));
+    let forged = format!(
+        "{path}?token=1.{}.9999999999.{}",
+        camera["id"],
+        "0".repeat(32)
+    );
     let refused = anonymous.get(&forged).expect_error(401);
-    assert!(refused["message"].as_str().unwrap().contains("signature"), "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("signature"),
+        "{refused}"
+    );
     // The token opens this point only.
     let status = point_of_type(&api, 1, "drone-status");
     let token = url.split("token=").nth(1).unwrap();
@@ -176,7 +204,15 @@ fn ffprobe_finds_h264_through_a_share_link_and_bad_tokens_are_refused() {
         return;
     };
     let output = Command::new(ffprobe)
-        .args(["-v", "error", "-rw_timeout", "20000000", "-show_streams", "-of", "json"])
+        .args([
+            "-v",
+            "error",
+            "-rw_timeout",
+            "20000000",
+            "-show_streams",
+            "-of",
+            "json",
+        ])
         .arg(&url)
         .output()
         .expect("running ffprobe");
@@ -267,19 +303,30 @@ fn telemetry_is_retained_for_watchers_and_streams_over_sse() {
             _ => {}
         }
     }
-    assert_eq!(subacks[0], SubscribeReasonCode::Failure, "`#` must be refused");
+    assert_eq!(
+        subacks[0],
+        SubscribeReasonCode::Failure,
+        "`#` must be refused"
+    );
     assert!(matches!(subacks[1], SubscribeReasonCode::Success(_)));
     let payload: Value = serde_json::from_slice(&retained.unwrap()).expect("JSON telemetry");
-    assert!(payload["at"].is_string() && payload["value"].is_object(), "{payload}");
+    assert!(
+        payload["at"].is_string() && payload["value"].is_object(),
+        "{payload}"
+    );
 
     // Without a login, or with a wrong password, the broker refuses the watcher.
     for login in [None, Some(("demo", "wrong-password"))] {
         let (_client, mut connection) = watcher(broker, login);
-        let refused = (0..20).any(|_| match connection.recv_timeout(Duration::from_millis(500)) {
-            Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) => ack.code != ConnectReturnCode::Success,
-            Ok(Err(_)) => true,
-            _ => false,
-        });
+        let refused = (0..20).any(
+            |_| match connection.recv_timeout(Duration::from_millis(500)) {
+                Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) => {
+                    ack.code != ConnectReturnCode::Success
+                }
+                Ok(Err(_)) => true,
+                _ => false,
+            },
+        );
         assert!(refused, "the broker let a watcher in with {login:?}");
     }
 
@@ -308,5 +355,86 @@ fn telemetry_is_retained_for_watchers_and_streams_over_sse() {
     let seen = values(&text);
     assert!(seen.len() >= 3, "{text}");
     assert!(text.contains("event: value"), "{text}");
-    assert_ne!(seen[1]["at"], seen[2]["at"], "values did not change: {text}");
+    assert_ne!(
+        seen[1]["at"], seen[2]["at"],
+        "values did not change: {text}"
+    );
+}
+
+#[test]
+fn a_camera_that_sends_garbage_is_reported_restarted_and_the_agent_keeps_working() {
+    let server = Coordinator::start(ServeOptions::demo());
+    let api = server.demo_api();
+    let mut agent = Agent::configure(&api, 1);
+    // Replace the demo clip with a "camera" that prints garbage and exits.
+    let path = agent.scratch_dir().join("agent.toml");
+    let mut config: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+    let points = config["points"].as_array_mut().expect("[[points]]");
+    let camera = points
+        .iter_mut()
+        .find(|p| p["kind"].as_str() == Some("video"))
+        .expect("a video point")
+        .as_table_mut()
+        .unwrap();
+    camera.insert("source".into(), "command".into());
+    camera.insert(
+        "command".into(),
+        "printf 'this is not an FLV stream'".into(),
+    );
+    camera.insert("always_on".into(), true.into());
+    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+    agent.spawn();
+
+    let camera = point_of_type(&api, 1, "livestream_flv");
+    let point_path = format!("/api/v1/nodes/1/points/{}", camera["id"]);
+    assert!(
+        wait_until(TIMEOUT, || {
+            let point = api.get(&point_path).expect(200);
+            point["source"]["healthy"] == false
+                && point["source"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("FLV") && m.contains("restarting"))
+        }),
+        "the failing source was not reported: {}",
+        api.get(&point_path).text()
+    );
+    // It is retried (the agent says so again after its backoff), and the agent still works:
+    // its telemetry keeps coming and it stays online.
+    agent.wait_logged(&["FLV"], TIMEOUT);
+    let status = point_of_type(&api, 1, "drone-status");
+    let status_path = format!("/api/v1/nodes/1/points/{}", status["id"]);
+    let first = wait_value_at(&api, &status_path);
+    assert!(
+        wait_until(TIMEOUT, || wait_value_at(&api, &status_path) != first),
+        "telemetry stopped"
+    );
+    assert!(agent.is_running(), "the agent died");
+    assert_eq!(node_status(&api, 1), "online");
+}
+
+/// The `at` of a telemetry point's latest value, once it has one.
+fn wait_value_at(api: &Api, path: &str) -> Value {
+    let mut at = Value::Null;
+    assert!(
+        wait_until(TIMEOUT, || {
+            at = api.get(path).expect(200)["at"].clone();
+            !at.is_null()
+        }),
+        "no telemetry value at {path}"
+    );
+    at
+}
+
+#[test]
+fn the_device_streams_only_while_someone_watches() {
+    let (_server, api, agent) = demo_drone();
+    let camera = point_of_type(&api, 1, "livestream_flv");
+    let url = camera["params"]["url"].as_str().unwrap().to_owned();
+    let mut viewer = open_live(&api, &url);
+    viewer.tags(10);
+    agent.wait_logged(&["video stream starting", "camera"], TIMEOUT);
+    assert!(!agent.logged(&["video stream stopping"]), "{}", agent.log());
+    drop(viewer);
+    // The coordinator tells the device to stop 5 s after the last viewer left.
+    agent.wait_logged(&["video stream stopping", "nobody watches"], TIMEOUT);
 }
