@@ -294,11 +294,9 @@ fn telemetry_is_retained_for_watchers_and_streams_over_sse() {
     while subacks.len() < 2 || retained.is_none() {
         match next_packet(&mut connection) {
             Packet::SubAck(ack) => subacks.push(ack.return_codes[0]),
-            Packet::Publish(publish) if publish.topic == topic => {
-                if retained.is_none() {
-                    assert!(publish.retain, "the first value was not the retained one");
-                    retained = Some(publish.payload);
-                }
+            Packet::Publish(publish) if publish.topic == topic && retained.is_none() => {
+                assert!(publish.retain, "the first value was not the retained one");
+                retained = Some(publish.payload);
             }
             _ => {}
         }
