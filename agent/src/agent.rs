@@ -51,9 +51,10 @@ pub enum AgentError {
     /// The HTTP client could not be built.
     #[error("HTTP client: {0}")]
     Http(#[from] BlobError),
-    /// The hardware (`[hal]`) could not be opened: a bad pin, a missing device.
+    /// The hardware (`[hal]`) could not be opened: a bad pin, a missing device. (Not a
+    /// `source`: the message already holds the layer's whole error chain.)
     #[error("hardware ([hal]): {0}")]
-    Hardware(#[from] HardwareError),
+    Hardware(HardwareError),
     /// The hardware socket could not be created.
     #[error("hardware socket {path}: {error}")]
     HalSocket {
@@ -87,7 +88,9 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         Some(hal) => Some(
             tokio::task::spawn_blocking(move || open_hardware(&hal))
                 .await
-                .map_err(|e| HardwareError(format!("opening the hardware: {e}")))??,
+                .map_err(|e| HardwareError(format!("opening the hardware: {e}")))
+                .and_then(|opened| opened)
+                .map_err(AgentError::Hardware)?,
         ),
         None => None,
     };
