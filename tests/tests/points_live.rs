@@ -195,12 +195,7 @@ fn ffprobe_finds_h264_through_a_share_link_and_bad_tokens_are_refused() {
         ))
         .expect_error(401);
 
-    let Some(ffprobe) = which("ffprobe") else {
-        assert!(
-            std::env::var("SORTIE_REQUIRE_FFPROBE").is_err(),
-            "SORTIE_REQUIRE_FFPROBE is set but ffprobe is not installed"
-        );
-        eprintln!("skipping the ffprobe check: ffprobe is not installed (apt-get install ffmpeg)");
+    let Some(ffprobe) = tool("ffprobe", "ffmpeg") else {
         return;
     };
     let output = Command::new(ffprobe)
@@ -231,12 +226,22 @@ fn ffprobe_finds_h264_through_a_share_link_and_bad_tokens_are_refused() {
     assert_eq!(video["codec_name"], "h264", "{probe}");
 }
 
-fn which(program: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
+/// An external tool on the `PATH`; `None` (the check is skipped) if it is missing, unless
+/// `SORTIE_REQUIRE_TOOLS` is set (as in CI), which makes a missing tool a failure.
+fn tool(program: &str, package: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join(program))
             .find(|path| path.is_file())
-    })
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("SORTIE_REQUIRE_TOOLS").is_err(),
+            "SORTIE_REQUIRE_TOOLS is set but {program} is not installed (apt-get install {package})"
+        );
+        eprintln!("skipping the {program} check: it is not installed (apt-get install {package})");
+    }
+    found
 }
 
 /// An MQTT watcher logged in with `user`/`password` (None: no login).
@@ -312,6 +317,24 @@ fn telemetry_is_retained_for_watchers_and_streams_over_sse() {
         payload["at"].is_string() && payload["value"].is_object(),
         "{payload}"
     );
+
+    // The same with the stock command-line client.
+    if let Some(mosquitto_sub) = tool("mosquitto_sub", "mosquitto-clients") {
+        let url = url::Url::parse(broker).unwrap();
+        let output = Command::new(mosquitto_sub)
+            .args(["-h", url.host_str().unwrap(), "-p"])
+            .arg(url.port().unwrap().to_string())
+            .args(["-u", "demo", "-P", "demodemo", "-t", &topic, "-C", "1", "-W", "5"])
+            .output()
+            .expect("running mosquitto_sub");
+        assert!(
+            output.status.success(),
+            "mosquitto_sub got nothing: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let value: Value = serde_json::from_slice(&output.stdout).expect("JSON from mosquitto_sub");
+        assert!(value["value"].is_object(), "{value}");
+    }
 
     // Without a login, or with a wrong password, the broker refuses the watcher.
     for login in [None, Some(("demo", "wrong-password"))] {
