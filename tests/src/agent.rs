@@ -29,6 +29,56 @@ pub fn agent_bin() -> PathBuf {
     bin
 }
 
+/// The runner `$SORTIE_AGENT_RUNNER` names, split on whitespace (no quoting), e.g.
+/// `qemu-aarch64 -L /` to run a cross-built agent under user-mode qemu.
+/// Empty when unset or blank: the binary runs directly.
+pub fn agent_runner() -> Vec<String> {
+    std::env::var("SORTIE_AGENT_RUNNER")
+        .map(|runner| runner.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// How to start `sortie-agent`: the binary, and a runner (an emulator) in front of it or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentProgram {
+    /// The runner's program and arguments; empty to execute [`bin`](AgentProgram::bin) itself.
+    pub runner: Vec<String>,
+    /// The agent binary.
+    pub bin: PathBuf,
+}
+
+impl AgentProgram {
+    /// [`agent_bin`] under [`agent_runner`]: what every agent the harness starts runs, unless a
+    /// test chooses otherwise ([`Agent::with_program`]).
+    ///
+    /// # Panics
+    /// If the binary has not been built.
+    pub fn from_env() -> AgentProgram {
+        AgentProgram {
+            runner: agent_runner(),
+            bin: agent_bin(),
+        }
+    }
+
+    /// A command that starts the agent (arguments still to add).
+    pub fn command(&self) -> Command {
+        match self.runner.split_first() {
+            Some((runner, runner_args)) => {
+                let mut command = Command::new(runner);
+                command.args(runner_args).arg(&self.bin);
+                command
+            }
+            None => Command::new(&self.bin),
+        }
+    }
+}
+
+/// A command that starts [`AgentProgram::from_env`]: the agent binary, under
+/// `$SORTIE_AGENT_RUNNER` if that is set. Tests that spawn agents themselves use this.
+pub fn agent_command() -> Command {
+    AgentProgram::from_env().command()
+}
+
 /// The parts of a node's agent configuration a test needs to act as that node.
 #[derive(Debug, Clone)]
 pub struct NodeCredentials {
@@ -50,6 +100,8 @@ pub struct NodeCredentials {
 /// which is in each job process's environment), and prints the log if the test panics.
 pub struct Agent {
     child: Option<Child>,
+    /// What [`spawn`](Agent::spawn) runs; `None`: [`AgentProgram::from_env`], looked up then.
+    program: Option<AgentProgram>,
     node_id: u64,
     scratch: TempDir,
     credentials: NodeCredentials,
@@ -108,10 +160,18 @@ impl Agent {
             .expect("writing the agent config");
         Agent {
             child: None,
+            program: None,
             node_id,
             scratch,
             credentials,
         }
+    }
+
+    /// Runs `program` instead of [`AgentProgram::from_env`] from the next
+    /// [`spawn`](Agent::spawn) on (e.g. a cross-built agent under qemu).
+    pub fn with_program(mut self, program: AgentProgram) -> Agent {
+        self.program = Some(program);
+        self
     }
 
     /// [`configure`](Agent::configure), then [`spawn`](Agent::spawn).
@@ -136,7 +196,10 @@ impl Agent {
             .append(true)
             .open(self.log_path())
             .expect("opening the agent log");
-        let mut command = Command::new(agent_bin());
+        let mut command = match &self.program {
+            Some(program) => program.command(),
+            None => agent_command(),
+        };
         command
             .arg("--config")
             .arg(self.scratch.path().join("agent.toml"))
@@ -152,7 +215,8 @@ impl Agent {
                 log.try_clone().expect("cloning the log file handle"),
             ))
             .stderr(Stdio::from(log));
-        // Only the file configures it: nothing from the test's environment.
+        // Only the file configures it: nothing from the test's environment (this also keeps
+        // `SORTIE_AGENT_RUNNER` and `SORTIE_AGENT_BIN` away from the agent).
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("SORTIE_AGENT_") {
                 command.env_remove(key);

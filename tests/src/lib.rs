@@ -14,7 +14,7 @@
 //!   [`login`] and [`demo_token`], the OAuth password grant.
 //! - `agent.rs`: [`Agent`], one node's agent (config from the API, own data dir, 1 s
 //!   heartbeats; start, SIGTERM, `kill -9`, start again), killed with every process its jobs
-//!   left on drop.
+//!   left on drop; [`AgentProgram`], the binary it runs and the runner (qemu) in front of it.
 //! - `broker.rs`: [`Mosquitto`], a private external broker (kill and restart on the same
 //!   port); [`BrokerKind`], the relay suite's broker from `SORTIE_TEST_BROKER`.
 //! - `jobs.rs`: [`script_plan`], [`JobHandle`] (status waits, logs, cancel), heartbeat waits,
@@ -25,6 +25,8 @@
 //! (`target/<profile>/sortie-coordinator`, `.../sortie-agent`), or from
 //! `$SORTIE_COORDINATOR_BIN` and `$SORTIE_AGENT_BIN` if set. `cargo test --workspace` builds
 //! them; `cargo test -p sortie-tests` alone does not, so run `cargo build --workspace` first.
+//! `$SORTIE_AGENT_RUNNER` (e.g. `qemu-aarch64 -L /`) goes in front of
+//! every agent the harness starts: `tests/arm_agent.rs` runs a cross-built agent that way.
 //!
 //! The relay tests (`tests/relay_*.rs`) start their servers with [`ServeOptions::relay`]:
 //! `SORTIE_TEST_BROKER=mosquitto` runs all of them against a private Mosquitto per server
@@ -40,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-pub use agent::{agent_bin, Agent, NodeCredentials};
+pub use agent::{agent_bin, agent_command, agent_runner, Agent, AgentProgram, NodeCredentials};
 pub use broker::{free_port, mosquitto_bin, mosquitto_or_skip, BrokerKind, Mosquitto};
 pub use coordinator::{admin, coordinator_bin, Coordinator, ServeOptions};
 pub use http::{demo_token, http_client, login, send, Api, Reply};
