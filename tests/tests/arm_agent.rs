@@ -50,6 +50,10 @@ type Check = fn(&ArmNode);
 const CHECKS: &[(&str, Check)] = &[
     ("the node comes online", the_node_comes_online),
     (
+        "simulated telemetry reaches the coordinator",
+        simulated_telemetry_reaches_the_coordinator,
+    ),
+    (
         "a script runs to success with its log",
         a_script_runs_to_success_with_its_log,
     ),
@@ -164,6 +168,37 @@ fn the_node_comes_online(node: &ArmNode) {
             exe.display()
         );
     }
+}
+
+/// The demo drone's status point (the simulator, sampled by the emulated agent) keeps changing
+/// on the coordinator.
+fn simulated_telemetry_reaches_the_coordinator(node: &ArmNode) {
+    let drone = node.api.get("/api/v1/nodes/1").expect(200);
+    let status = drone["points"]
+        .as_array()
+        .and_then(|points| {
+            points
+                .iter()
+                .find(|p| p["point_type_name"] == "drone-status")
+        })
+        .unwrap_or_else(|| panic!("node 1 has no drone-status point: {drone}"))
+        .clone();
+    let path = format!("/api/v1/nodes/1/points/{}", status["id"]);
+    let sampled_at = || node.api.get(&path).expect(200)["at"].clone();
+    assert!(
+        wait_until(ARM_TIMEOUT, || !sampled_at().is_null()),
+        "no telemetry from the aarch64 agent: {}",
+        node.api.get(&path).text()
+    );
+    let first = sampled_at();
+    assert!(
+        wait_until(ARM_TIMEOUT, || sampled_at() != first),
+        "the aarch64 agent's telemetry does not move: {}",
+        node.api.get(&path).text()
+    );
+    let value = &node.api.get(&path).expect(200)["value"];
+    assert_eq!(value["source"], "sim", "{value}");
+    assert!(value["battery_percent"].is_number(), "{value}");
 }
 
 fn a_script_runs_to_success_with_its_log(node: &ArmNode) {

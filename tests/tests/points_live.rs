@@ -324,7 +324,9 @@ fn telemetry_is_retained_for_watchers_and_streams_over_sse() {
         let output = Command::new(mosquitto_sub)
             .args(["-h", url.host_str().unwrap(), "-p"])
             .arg(url.port().unwrap().to_string())
-            .args(["-u", "demo", "-P", "demodemo", "-t", &topic, "-C", "1", "-W", "5"])
+            .args([
+                "-u", "demo", "-P", "demodemo", "-t", &topic, "-C", "1", "-W", "5",
+            ])
             .output()
             .expect("running mosquitto_sub");
         assert!(
