@@ -199,7 +199,7 @@ fn cancel_latency(fleet: &Fleet, jobs: usize) -> anyhow::Result<Percentiles> {
 }
 
 fn progress(what: &str, i: usize, total: usize) {
-    if (i + 1) % 200 == 0 || i + 1 == total {
+    if (i + 1).is_multiple_of(200) || i + 1 == total {
         eprintln!("{what}: {}/{total}", i + 1);
     }
 }

@@ -122,7 +122,7 @@ fn device_client(
 /// A synthetic 25 fps H.264-shaped stream of `mbit_s`, one keyframe a second.
 fn frame(number: u64, mbit_s: f64) -> MediaTag {
     let per_frame = (mbit_s * 1_000_000.0 / 8.0 / 25.0) as usize;
-    let key = number % 25 == 0;
+    let key = number.is_multiple_of(25);
     // Keyframes are bigger; the average stays at the bitrate.
     let size = if key {
         per_frame * 3
@@ -176,7 +176,7 @@ pub fn viewers(
             let mut number = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let mut tags = vec![frame(number, mbit_s)];
-                if number % 25 == 0 {
+                if number.is_multiple_of(25) {
                     tags.insert(0, header.clone());
                 }
                 let chunk = StreamChunk {
@@ -348,7 +348,7 @@ pub fn telemetry(
             let started = Instant::now();
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                if n % per_slice == 0 {
+                if n.is_multiple_of(per_slice) {
                     let due = started + Duration::from_millis(10 * (n / per_slice));
                     if let Some(wait) = due.checked_duration_since(Instant::now()) {
                         std::thread::sleep(wait);

@@ -30,7 +30,7 @@ fn fill(start: u64, out: &mut [u8]) {
     let mut pos = start;
     let mut i = 0;
     while i < out.len() {
-        if pos % 8 == 0 && out.len() - i >= 8 {
+        if pos.is_multiple_of(8) && out.len() - i >= 8 {
             out[i..i + 8].copy_from_slice(&word(pos / 8));
             i += 8;
             pos += 8;
